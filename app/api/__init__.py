@@ -1,0 +1,1 @@
+"""HTTP: the only package that imports FastAPI/Starlette. Handlers are thin."""

@@ -1,0 +1,63 @@
+"""Command line: `python -m app serve | migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from app.config import get_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    if settings.migrate_on_start:
+        # Once here, before workers start, so they do not race each other.
+        from app.storage.engine import make_engine
+        from app.storage.migrate import upgrade
+
+        engine = make_engine(settings)
+        upgrade(engine)
+        engine.dispose()
+    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
+                log_level=settings.log_level, access_log=args.access_log)
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from app.storage.engine import make_engine
+    from app.storage.migrate import current_revision, upgrade
+
+    engine = make_engine(get_settings())
+    upgrade(engine)
+    print(f"database at revision {current_revision(engine)}")
+    engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app",
+                                     description="Ketamine infusion FHIR R4B server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=_serve)
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to the newest")
+    migrate.set_defaults(func=_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

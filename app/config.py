@@ -1,0 +1,37 @@
+"""Settings, read from the environment once (``get_settings``) or built explicitly in tests."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = f"sqlite:///{Path('data') / 'fhir.sqlite3'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(DEFAULT_SQLITE_URL, alias="DATABASE_URL")
+    # The absolute base the server names itself by in Location headers and Bundle links. Empty:
+    # taken from each request (scheme, host and root path), which is right behind most proxies.
+    base_url: str = Field("", alias="FHIR_BASE_URL")
+    max_body_bytes: int = Field(10 * 1024 * 1024, alias="FHIR_MAX_BODY_BYTES", gt=0)
+    default_page_size: int = Field(50, alias="FHIR_DEFAULT_COUNT", gt=0)
+    max_page_size: int = Field(1000, alias="FHIR_MAX_COUNT", gt=0)
+    # Run migrations to head when the app starts (the CLI's serve does; tests may turn it off).
+    migrate_on_start: bool = Field(True, alias="FHIR_MIGRATE_ON_START")
+    # Where blocking database calls run. "inline": on the event loop (fastest for SQLite, whose
+    # calls take microseconds and which has one writer anyway); "thread": in the thread pool, so
+    # a PostgreSQL round trip does not stall other requests. "auto" picks by dialect.
+    db_calls: str = Field("auto", alias="FHIR_DB_CALLS", pattern="^(auto|inline|thread)$")
+    db_pool_size: int = Field(10, alias="FHIR_DB_POOL_SIZE", gt=0)
+    sqlite_busy_timeout_ms: int = Field(10_000, alias="FHIR_SQLITE_BUSY_TIMEOUT_MS", ge=0)
+    log_level: str = Field("info", alias="FHIR_LOG_LEVEL")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

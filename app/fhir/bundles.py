@@ -1,0 +1,56 @@
+"""Bundles built around stored bytes: entries splice each resource's JSON in unparsed."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from app.fhir import jsonio
+from app.fhir.ids import new_id
+from app.fhir.instants import format_instant, now
+from app.fhir.store import HistoryPage, VersionRecord
+
+_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
+
+
+def link_url(url: str, params: list[tuple[str, str]]) -> str:
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def history_entry(base: str, record: VersionRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{record.resource_type}/{record.resource_id}"}
+    if record.content is not None:
+        entry["resource"] = jsonio.Fragment(record.content)
+    url = record.resource_type if record.method == "POST" else (
+        f"{record.resource_type}/{record.resource_id}")
+    status = "201 Created" if record.version_id == 1 else _STATUS[record.method]
+    entry["request"] = {"method": record.method, "url": url}
+    entry["response"] = {"status": status, "etag": f'W/"{record.version_id}"',
+                         "lastModified": format_instant(record.last_updated)}
+    return entry
+
+
+def history_bundle(base: str, page: HistoryPage, link: str, params: list[tuple[str, str]],
+                   cursor: str | None) -> bytes:
+    """`link` is the history URL, `params` the query that selected the versions (kept in paging
+    links), `cursor` the page this one is, if not the first."""
+    self_params = [*params, ("_cursor", cursor)] if cursor else params
+    links = [{"relation": "self", "url": link_url(link, self_params)}]
+    if cursor:
+        links.append({"relation": "first", "url": link_url(link, params)})
+    if page.next_before is not None:
+        links.append({"relation": "next",
+                      "url": link_url(link, [*params, ("_cursor", str(page.next_before))])})
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": new_id(),
+        "meta": {"lastUpdated": format_instant(now())},
+        "type": "history",
+    }
+    if page.total is not None:
+        bundle["total"] = page.total
+    bundle["link"] = links
+    entries = [history_entry(base, record) for _, record in page.entries]
+    if entries:
+        bundle["entry"] = entries
+    return jsonio.dumps(bundle)

@@ -1,0 +1,64 @@
+"""The CapabilityStatement, generated from what is registered, never written by hand.
+
+Features add themselves through `contributors`: functions that receive the statement's rest
+component and extend it (search parameters, operations), so metadata cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from app.fhir import jsonio
+from app.fhir.instants import format_instant, now
+from app.fhir.models import FHIR_VERSION, RESOURCE_TYPES
+
+SOFTWARE_NAME = "ketamine-fhir"
+SOFTWARE_VERSION = "0.1.0"
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
+                     "history-type", "create")
+SYSTEM_INTERACTIONS = ("history-system",)
+FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
+PATCH_FORMATS = ("application/json-patch+json",)
+
+Contributor = Callable[[dict[str, Any]], None]
+contributors: list[Contributor] = []
+
+
+def resource_capability(resource_type: str) -> dict[str, Any]:
+    return {
+        "type": resource_type,
+        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": False,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+    }
+
+
+def capability_statement(base: str) -> bytes:
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "documentation": "FHIR R4B RESTful server for ketamine infusion therapy records",
+        "resource": [resource_capability(t) for t in RESOURCE_TYPES],
+        "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+    }
+    for contribute in contributors:
+        contribute(rest)
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": format_instant(now()),
+        "publisher": SOFTWARE_NAME,
+        "kind": "instance",
+        "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
+        "implementation": {"description": "ketamine-fhir server", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": list(FORMATS),
+        "patchFormat": list(PATCH_FORMATS),
+        "rest": [rest],
+    }
+    return jsonio.dumps(statement)

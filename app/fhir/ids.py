@@ -1,0 +1,28 @@
+"""Logical ids: the FHIR id rule, and server-assigned ids that sort by creation time (random ids
+scatter inserts across the (type, id) index; time-ordered ones append to it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+from app.fhir.errors import BadRequestError
+
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def new_id() -> str:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def check_id(resource_id: str, where: str = "id") -> str:
+    if not _ID.match(resource_id):
+        raise BadRequestError(
+            f"'{resource_id}' is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)", (where,))
+    return resource_id

@@ -1,0 +1,133 @@
+"""The one import point for fhir.resources R4B, and validation of a resource against it.
+
+Validation happens once, on write. Reads never touch the models: stored bytes go out as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.fhir.catalog_gen import CATALOG_PATH
+from app.fhir.errors import InvalidResourceError, Issue, StructureError, UnknownTypeError
+
+_CATALOG: dict[str, Any] = json.loads(CATALOG_PATH.read_text())
+FHIR_VERSION: str = _CATALOG["fhirVersion"]
+RESOURCE_TYPES: tuple[str, ...] = tuple(_CATALOG["resourceTypes"])
+_RESOURCE_TYPE_SET = frozenset(RESOURCE_TYPES)
+_REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
+    cls: {element: frozenset(codes) for element, codes in elements.items()}
+    for cls, elements in _CATALOG["requiredCodes"].items()
+}
+MAX_ISSUES = 20
+
+
+def is_resource_type(name: str) -> bool:
+    return name in _RESOURCE_TYPE_SET
+
+
+def require_resource_type(name: str) -> str:
+    if name not in _RESOURCE_TYPE_SET:
+        raise UnknownTypeError(f"Unknown resource type '{name}': not an R4B resource type")
+    return name
+
+
+@cache
+def model_class(resource_type: str) -> Any:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    return get_fhir_model_class(require_resource_type(resource_type))
+
+
+def _expression(resource_type: str, loc: tuple[int | str, ...]) -> str:
+    path = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.replace("_", "").isalnum():
+            path += f".{part}"
+    return path
+
+
+def validate(data: Any, resource_type: str | None = None) -> Any:
+    """Check that `data` (parsed JSON) is a valid R4B resource, of `resource_type` when given.
+
+    Returns the model instance. Raises StructureError (400) when it is not a resource of the
+    expected type at all, InvalidResourceError (422) naming each offending element otherwise.
+    """
+    if not isinstance(data, dict):
+        raise StructureError("The body is not a FHIR resource: expected a JSON object")
+    declared = data.get("resourceType")
+    if not isinstance(declared, str):
+        raise StructureError("The body is not a FHIR resource: it has no resourceType",
+                             ("resourceType",))
+    if resource_type is not None and declared != resource_type:
+        raise StructureError(
+            f"resourceType '{declared}' does not match the type in the URL '{resource_type}'",
+            (f"{declared}.resourceType",))
+    if not is_resource_type(declared):
+        raise StructureError(f"resourceType '{declared}' is not an R4B resource type",
+                             ("resourceType",))
+    try:
+        instance = model_class(declared).model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(declared, exc) from None
+    except (ValueError, TypeError) as exc:  # fhir_core raises these from some validators
+        raise InvalidResourceError(f"{declared}: {exc}", (declared,)) from None
+    issues = list(_required_code_issues(instance, declared))
+    if issues:
+        raise _invalid(issues)
+    return instance
+
+
+def validation_error(resource_type: str, exc: ValidationError) -> InvalidResourceError:
+    issues = [
+        Issue("invalid" if err["type"] != "extra_forbidden" else "structure",
+              f"{_expression(resource_type, err['loc'])}: {err['msg']}", "error",
+              (_expression(resource_type, err["loc"]),))
+        for err in exc.errors()[:MAX_ISSUES]
+    ]
+    return _invalid(issues)
+
+
+def _invalid(issues: list[Issue]) -> InvalidResourceError:
+    first = issues[0]
+    return InvalidResourceError(first.diagnostics, first.expression, issues[1:], code=first.code)
+
+
+def _bound_elements(model: type) -> dict[str, frozenset[str]]:
+    return _bindings_for(model)
+
+
+@cache
+def _bindings_for(model: type) -> dict[str, frozenset[str]]:
+    found: dict[str, frozenset[str]] = {}
+    for cls in reversed(model.__mro__):
+        found.update(_REQUIRED_CODES.get(cls.__name__, {}))
+    return found
+
+
+def _required_code_issues(node: Any, path: str) -> Any:
+    """Yield an issue for every `code` element whose required value set lacks its value."""
+    fields = type(node).model_fields
+    bound = _bound_elements(type(node))
+    for name in node.model_fields_set:
+        value = getattr(node, name, None)
+        if value is None:
+            continue
+        alias = fields[name].alias or name if name in fields else name
+        child_path = f"{path}.{alias}"
+        allowed = bound.get(alias)
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            item_path = f"{child_path}[{index}]" if isinstance(value, list) else child_path
+            if allowed is not None and isinstance(item, str):
+                if item not in allowed:
+                    yield Issue("code-invalid",
+                                f"{item_path}: '{item}' is not in the required value set "
+                                f"({' | '.join(sorted(allowed))})", "error", (item_path,))
+            elif hasattr(item, "model_fields_set"):
+                yield from _required_code_issues(item, item_path)

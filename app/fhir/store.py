@@ -1,0 +1,106 @@
+"""What the FHIR layer needs from storage: a small protocol, implemented in app/storage.
+
+The FHIR layer decides versions, meta and preconditions; the store only keeps versions safely.
+A write runs inside one database transaction that holds the resource's row lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One stored version. `content` is the resource's JSON bytes; None for a delete."""
+
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    method: str  # the interaction that wrote it: POST, PUT, PATCH or DELETE
+    content: bytes | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.content is None
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentState:
+    """The current row of a resource, as seen (and locked) inside a write."""
+
+    key: int
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    resource_type: str | None = None
+    resource_id: str | None = None
+    since: datetime | None = None
+    at: tuple[datetime, datetime] | None = None  # [low, high) the version must overlap
+    count: int = 50
+    before: int | None = None  # page cursor: only versions older than this key
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[tuple[int, VersionRecord]]  # (history key, version), newest first
+    next_before: int | None  # cursor for the next page, None on the last
+    total: int | None
+
+
+class WriteConflictError(Exception):
+    """Another writer got there first (unique key, serialisation failure): retry the write."""
+
+
+class StorageUnavailableError(Exception):
+    """The database cannot be reached or is not accepting writes right now."""
+
+
+class WriteTx(Protocol):
+    def current(self, resource_type: str, resource_id: str) -> CurrentState | None:
+        """The resource's current row, locked for the rest of the transaction."""
+
+    def current_content(self, state: CurrentState) -> bytes | None: ...
+
+    def insert(self, record: VersionRecord) -> None:
+        """Store the first version of a new resource (WriteConflictError if the id exists)."""
+
+    def append(self, state: CurrentState, record: VersionRecord) -> None:
+        """Store the next version of an existing resource and make it current."""
+
+
+class Store(Protocol):
+    def write(self) -> AbstractContextManager[WriteTx]: ...
+
+    def read(self, resource_type: str, resource_id: str) -> VersionRecord | None: ...
+
+    def vread(self, resource_type: str, resource_id: str,
+              version_id: int) -> VersionRecord | None: ...
+
+    def history(self, query: HistoryQuery) -> HistoryPage: ...
+
+    def iter_current(self, resource_type: str | None = None) -> Iterator[VersionRecord]: ...
+
+
+def run_write(store: Store, work: Callable[[WriteTx], T], attempts: int = 5) -> T:
+    """Run `work` in one write transaction, again from the start if a concurrent writer won."""
+    for attempt in range(attempts):
+        try:
+            with store.write() as tx:
+                return work(tx)
+        except WriteConflictError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,51 @@
+"""The composition root: builds the app, wires storage to the FHIR service in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import errors
+from app.api.context import Runtime
+from app.api.routes import router
+from app.config import Settings, get_settings
+from app.fhir.service import ResourceService
+from app.storage.engine import is_sqlite, make_engine
+from app.storage.migrate import upgrade
+from app.storage.sql_store import SqlStore
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        try:
+            if settings.migrate_on_start:
+                upgrade(engine)
+            inline = settings.db_calls == "inline" or (
+                settings.db_calls == "auto" and is_sqlite(engine))
+            app.state.runtime = Runtime(settings, ResourceService(SqlStore(engine)), inline)
+            log.info("serving FHIR R4B at /fhir on %s", engine.url.render_as_string())
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="Ketamine infusion FHIR server",
+        version="0.1.0",
+        summary="FHIR R4B RESTful API for ketamine infusion therapy and pain outcomes",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""The only package that imports SQLModel/SQLAlchemy: tables, engines, the SQL store."""
