@@ -39,11 +39,11 @@ def _ensure_env() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file must run on older Pythons to say so
+        print("dev.py: Python 3.11 or newer is required", file=sys.stderr)
+        return 2
     if not argv or argv[0] not in {"serve", "test", "run"}:
         print(__doc__, file=sys.stderr)
-        return 2
-    if sys.version_info < (3, 11):
-        print("dev.py: Python 3.11 or newer is required", file=sys.stderr)
         return 2
     _ensure_env()
     command, rest = argv[0], argv[1:]

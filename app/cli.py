@@ -21,8 +21,14 @@ def _serve(args: argparse.Namespace) -> int:
         engine = make_engine(settings)
         upgrade(engine)
         engine.dispose()
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=settings.log_level, access_log=args.access_log)
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        access_log=args.access_log,
+    )
     return 0
 
 
@@ -38,8 +44,9 @@ def _migrate(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app",
-                                     description="Ketamine infusion FHIR R4B server")
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description="Ketamine infusion FHIR R4B server"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", default="127.0.0.1")

@@ -30,7 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.migrate_on_start:
                 upgrade(engine)
             inline = settings.db_calls == "inline" or (
-                settings.db_calls == "auto" and is_sqlite(engine))
+                settings.db_calls == "auto" and is_sqlite(engine)
+            )
             app.state.runtime = Runtime(settings, ResourceService(SqlStore(engine)), inline)
             log.info("serving FHIR R4B at /fhir on %s", engine.url.render_as_string())
             yield

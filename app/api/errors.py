@@ -39,7 +39,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     elif exc.status_code == 405:
         error = MethodNotAllowedError(
             f"{request.method} is not supported on {request.url.path}",
-            headers=dict(exc.headers or {}))
+            headers=dict(exc.headers or {}),
+        )
     else:
         outcome = operation_outcome([Issue("processing", str(exc.detail))])
         return outcome_response(request, outcome, exc.status_code)
@@ -48,31 +49,40 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    issues = [Issue("invalid", f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}",
-                    "error", (".".join(str(p) for p in err["loc"][1:]),))
-              for err in exc.errors()] or [Issue("invalid", "Invalid request")]
+    issues = [
+        Issue(
+            "invalid",
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}",
+            "error",
+            (".".join(str(p) for p in err["loc"][1:]),),
+        )
+        for err in exc.errors()
+    ] or [Issue("invalid", "Invalid request")]
     return outcome_response(request, operation_outcome(issues), 400)
 
 
 async def _storage_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable: %s", exc)
-    error = ServiceUnavailableError("The database is not available right now; try again shortly",
-                                    headers={"Retry-After": "2"})
+    error = ServiceUnavailableError(
+        "The database is not available right now; try again shortly", headers={"Retry-After": "2"}
+    )
     return await _fhir_error(request, error)
 
 
 async def _write_conflict(request: Request, exc: Exception) -> Response:
-    error = ConflictError("The resource was changed by concurrent writers faster than this "
-                          "request could be applied; try again")
+    error = ConflictError(
+        "The resource was changed by concurrent writers faster than this "
+        "request could be applied; try again"
+    )
     return await _fhir_error(request, error)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     incident = uuid.uuid4().hex[:12]
-    log.exception("unexpected error, incident %s, %s %s", incident, request.method,
-                  request.url.path)
-    outcome = operation_outcome([Issue("exception",
-                                       f"Internal error; quote incident {incident}")])
+    log.exception(
+        "unexpected error, incident %s, %s %s", incident, request.method, request.url.path
+    )
+    outcome = operation_outcome([Issue("exception", f"Internal error; quote incident {incident}")])
     return outcome_response(request, outcome, 500)
 
 

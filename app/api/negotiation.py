@@ -8,14 +8,22 @@ from starlette.requests import Request
 from app.fhir.errors import BadRequestError, NotAcceptableError, UnsupportedMediaTypeError
 from app.fhir.formats import JSON, XML
 
-MEDIA_TYPES = {JSON: "application/fhir+json; charset=utf-8",
-               XML: "application/fhir+xml; charset=utf-8"}
+MEDIA_TYPES = {
+    JSON: "application/fhir+json; charset=utf-8",
+    XML: "application/fhir+xml; charset=utf-8",
+}
 JSON_PATCH = "json-patch"
 _BY_MEDIA = {
-    "application/fhir+json": JSON, "application/json": JSON, "application/json+fhir": JSON,
-    "text/json": JSON, "json": JSON,
-    "application/fhir+xml": XML, "application/xml": XML, "application/xml+fhir": XML,
-    "text/xml": XML, "xml": XML,
+    "application/fhir+json": JSON,
+    "application/json": JSON,
+    "application/json+fhir": JSON,
+    "text/json": JSON,
+    "json": JSON,
+    "application/fhir+xml": XML,
+    "application/xml": XML,
+    "application/xml+fhir": XML,
+    "text/xml": XML,
+    "xml": XML,
 }
 _PREFER_RETURN = {"minimal", "representation", "OperationOutcome"}
 
@@ -30,8 +38,9 @@ def response_format(request: Request) -> str:
     if explicit:
         fmt = _BY_MEDIA.get(_media(explicit))
         if fmt is None:
-            raise NotAcceptableError(f"_format '{explicit}' is not supported: use json or xml",
-                                     ("_format",))
+            raise NotAcceptableError(
+                f"_format '{explicit}' is not supported: use json or xml", ("_format",)
+            )
         return fmt
     accept = request.headers.get("accept", "")
     if not accept.strip():
@@ -53,8 +62,10 @@ def response_format(request: Request) -> str:
         if fmt is not None and quality > 0 and (best is None or quality > best[0]):
             best = (quality, fmt)
     if best is None:
-        raise NotAcceptableError(f"None of the media types in Accept '{accept}' is supported: "
-                                 "use application/fhir+json or application/fhir+xml")
+        raise NotAcceptableError(
+            f"None of the media types in Accept '{accept}' is supported: "
+            "use application/fhir+json or application/fhir+xml"
+        )
     return best[1]
 
 
@@ -67,20 +78,26 @@ def body_format(request: Request, *, patch: bool = False) -> str:
     if not content_type:
         raise UnsupportedMediaTypeError(
             "The request has no Content-Type: send application/fhir+json"
-            + (" or application/json-patch+json" if patch else ""))
+            + (" or application/json-patch+json" if patch else "")
+        )
     media = _media(content_type)
     if patch and media == "application/json-patch+json":
         return JSON_PATCH
     fmt = _BY_MEDIA.get(media) if media not in {"json", "xml"} else None
     if fmt is None:
-        accepted = "application/json-patch+json" if patch else (
-            "application/fhir+json or application/fhir+xml")
-        raise UnsupportedMediaTypeError(f"Content-Type '{content_type}' is not supported here: "
-                                        f"send {accepted}")
+        accepted = (
+            "application/json-patch+json"
+            if patch
+            else ("application/fhir+json or application/fhir+xml")
+        )
+        raise UnsupportedMediaTypeError(
+            f"Content-Type '{content_type}' is not supported here: send {accepted}"
+        )
     if patch:
         raise UnsupportedMediaTypeError(
             "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json); "
-            "FHIRPath Patch is not supported")
+            "FHIRPath Patch is not supported"
+        )
     return fmt
 
 
@@ -104,6 +121,7 @@ def if_match(request: Request) -> int | None:
         text = text[2:]
     text = text.strip('"')
     if not text.isdigit():
-        raise BadRequestError(f"If-Match '{value}' is not a version ETag such as W/\"3\"",
-                              ("If-Match",))
+        raise BadRequestError(
+            f"If-Match '{value}' is not a version ETag such as W/\"3\"", ("If-Match",)
+        )
     return int(text)

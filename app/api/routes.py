@@ -22,20 +22,26 @@ router = APIRouter(prefix="/fhir")
 _RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+json": {}}}
 
 
-@router.get("/metadata", summary="capabilities: the server's CapabilityStatement",
-            tags=["system"])
+@router.get("/metadata", summary="capabilities: the server's CapabilityStatement", tags=["system"])
 async def metadata(request: Request) -> Response:
     return fhir_response(request, capability_statement(base_url(request)))
 
 
-async def _history(request: Request, resource_type: str | None,
-                   resource_id: str | None) -> Response:
+async def _history(
+    request: Request, resource_type: str | None, resource_id: str | None
+) -> Response:
     rt = runtime(request)
-    query, kept, cursor = history_query(request.query_params, resource_type, resource_id,
-                                        rt.settings.default_page_size, rt.settings.max_page_size)
+    query, kept, cursor = history_query(
+        request.query_params,
+        resource_type,
+        resource_id,
+        rt.settings.default_page_size,
+        rt.settings.max_page_size,
+    )
     page = await rt.call(rt.service.history, query)
     link = f"{base_url(request)}/" + "/".join(
-        p for p in (resource_type, resource_id, "_history") if p)
+        p for p in (resource_type, resource_id, "_history") if p
+    )
     return fhir_response(request, history_bundle(base_url(request), page, link, kept, cursor))
 
 
@@ -44,51 +50,68 @@ async def history_system(request: Request) -> Response:
     return await _history(request, None, None)
 
 
-@router.get("/{resource_type}/_history", summary="history-type: every change to a type",
-            tags=["history"])
+@router.get(
+    "/{resource_type}/_history", summary="history-type: every change to a type", tags=["history"]
+)
 async def history_type(request: Request, resource_type: str) -> Response:
     return await _history(request, require_resource_type(resource_type), None)
 
 
-@router.get("/{resource_type}/{resource_id}/_history",
-            summary="history-instance: every version of a resource", tags=["history"])
+@router.get(
+    "/{resource_type}/{resource_id}/_history",
+    summary="history-instance: every version of a resource",
+    tags=["history"],
+)
 async def history_instance(request: Request, resource_type: str, resource_id: str) -> Response:
     return await _history(request, require_resource_type(resource_type), resource_id)
 
 
-@router.get("/{resource_type}/{resource_id}/_history/{version_id}",
-            summary="vread: one version of a resource", tags=["instance"])
-async def vread(request: Request, resource_type: str, resource_id: str,
-                version_id: str) -> Response:
+@router.get(
+    "/{resource_type}/{resource_id}/_history/{version_id}",
+    summary="vread: one version of a resource",
+    tags=["instance"],
+)
+async def vread(
+    request: Request, resource_type: str, resource_id: str, version_id: str
+) -> Response:
     rt = runtime(request)
     record = await rt.call(rt.service.vread, resource_type, resource_id, version_id)
     return resource_response(request, record)
 
 
-@router.post("/{resource_type}", summary="create: a new resource with a server-assigned id",
-             status_code=201, tags=["type"],
-             openapi_extra={"requestBody": {"required": True, **_RESOURCE}})
+@router.post(
+    "/{resource_type}",
+    summary="create: a new resource with a server-assigned id",
+    status_code=201,
+    tags=["type"],
+    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+)
 async def create(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
     require_resource_type(resource_type)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(rt.service.create, resource_type, data)
     assert result.record is not None
-    return resource_response(request, result.record, 201, location=True,
-                             prefer=negotiation.prefer_return(request))
+    return resource_response(
+        request, result.record, 201, location=True, prefer=negotiation.prefer_return(request)
+    )
 
 
-@router.get("/{resource_type}/{resource_id}", summary="read: the current version",
-            tags=["instance"])
+@router.get(
+    "/{resource_type}/{resource_id}", summary="read: the current version", tags=["instance"]
+)
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
     record = await rt.call(rt.service.read, resource_type, resource_id)
     return resource_response(request, record)
 
 
-@router.put("/{resource_type}/{resource_id}",
-            summary="update: a new version, or create with this id", tags=["instance"],
-            openapi_extra={"requestBody": {"required": True, **_RESOURCE}})
+@router.put(
+    "/{resource_type}/{resource_id}",
+    summary="update: a new version, or create with this id",
+    tags=["instance"],
+    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+)
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
     require_resource_type(resource_type)
@@ -96,14 +119,23 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(rt.service.update, resource_type, resource_id, data, if_match)
     assert result.record is not None
-    return resource_response(request, result.record, 201 if result.created else 200,
-                             location=True, prefer=negotiation.prefer_return(request))
+    return resource_response(
+        request,
+        result.record,
+        201 if result.created else 200,
+        location=True,
+        prefer=negotiation.prefer_return(request),
+    )
 
 
-@router.patch("/{resource_type}/{resource_id}", summary="patch: apply a JSON Patch",
-              tags=["instance"],
-              openapi_extra={"requestBody": {
-                  "required": True, "content": {"application/json-patch+json": {}}}})
+@router.patch(
+    "/{resource_type}/{resource_id}",
+    summary="patch: apply a JSON Patch",
+    tags=["instance"],
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json-patch+json": {}}}
+    },
+)
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
     require_resource_type(resource_type)
@@ -112,22 +144,24 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     operations = jsonio.loads(await read_body(request))
     result = await rt.call(rt.service.patch, resource_type, resource_id, operations, if_match)
     assert result.record is not None
-    return resource_response(request, result.record, 200,
-                             prefer=negotiation.prefer_return(request))
+    return resource_response(request, result.record, 200, prefer=negotiation.prefer_return(request))
 
 
-@router.delete("/{resource_type}/{resource_id}", summary="delete: mark the resource deleted",
-               tags=["instance"])
+@router.delete(
+    "/{resource_type}/{resource_id}", summary="delete: mark the resource deleted", tags=["instance"]
+)
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
     if_match = negotiation.if_match(request)
     result = await rt.call(rt.service.delete, resource_type, resource_id, if_match)
     prefer = negotiation.prefer_return(request)
     if prefer == "OperationOutcome":
-        message = (f"{resource_type}/{resource_id} deleted" if result.record is not None
-                   else f"{resource_type}/{resource_id} did not exist or was already deleted")
-        headers = ({"ETag": f'W/"{result.record.version_id}"'}
-                   if result.record is not None else None)
+        message = (
+            f"{resource_type}/{resource_id} deleted"
+            if result.record is not None
+            else f"{resource_type}/{resource_id} did not exist or was already deleted"
+        )
+        headers = {"ETag": f'W/"{result.record.version_id}"'} if result.record is not None else None
         return fhir_response(request, informational(message), 200, headers)
     if result.record is not None:
         return Response(status_code=204, headers={"ETag": f'W/"{result.record.version_id}"'})

@@ -21,17 +21,24 @@ def history_entry(base: str, record: VersionRecord) -> dict[str, Any]:
     entry: dict[str, Any] = {"fullUrl": f"{base}/{record.resource_type}/{record.resource_id}"}
     if record.content is not None:
         entry["resource"] = jsonio.Fragment(record.content)
-    url = record.resource_type if record.method == "POST" else (
-        f"{record.resource_type}/{record.resource_id}")
+    url = (
+        record.resource_type
+        if record.method == "POST"
+        else (f"{record.resource_type}/{record.resource_id}")
+    )
     status = "201 Created" if record.version_id == 1 else _STATUS[record.method]
     entry["request"] = {"method": record.method, "url": url}
-    entry["response"] = {"status": status, "etag": f'W/"{record.version_id}"',
-                         "lastModified": format_instant(record.last_updated)}
+    entry["response"] = {
+        "status": status,
+        "etag": f'W/"{record.version_id}"',
+        "lastModified": format_instant(record.last_updated),
+    }
     return entry
 
 
-def history_bundle(base: str, page: HistoryPage, link: str, params: list[tuple[str, str]],
-                   cursor: str | None) -> bytes:
+def history_bundle(
+    base: str, page: HistoryPage, link: str, params: list[tuple[str, str]], cursor: str | None
+) -> bytes:
     """`link` is the history URL, `params` the query that selected the versions (kept in paging
     links), `cursor` the page this one is, if not the first."""
     self_params = [*params, ("_cursor", cursor)] if cursor else params
@@ -39,8 +46,12 @@ def history_bundle(base: str, page: HistoryPage, link: str, params: list[tuple[s
     if cursor:
         links.append({"relation": "first", "url": link_url(link, params)})
     if page.next_before is not None:
-        links.append({"relation": "next",
-                      "url": link_url(link, [*params, ("_cursor", str(page.next_before))])})
+        links.append(
+            {
+                "relation": "next",
+                "url": link_url(link, [*params, ("_cursor", str(page.next_before))]),
+            }
+        )
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": new_id(),

@@ -15,8 +15,16 @@ from app.fhir.models import FHIR_VERSION, RESOURCE_TYPES
 
 SOFTWARE_NAME = "ketamine-fhir"
 SOFTWARE_VERSION = "0.1.0"
-TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
-                     "history-type", "create")
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+)
 SYSTEM_INTERACTIONS = ("history-system",)
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
 PATCH_FORMATS = ("application/json-patch+json",)

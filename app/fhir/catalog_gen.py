@@ -13,40 +13,138 @@ from typing import Any
 
 CATALOG_PATH = Path(__file__).parent / "data" / "r4b.json"
 
-_OBSERVATION_STATUS = ["registered", "preliminary", "final", "amended", "corrected", "cancelled",
-                       "entered-in-error", "unknown"]
+_OBSERVATION_STATUS = [
+    "registered",
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+]
 _COMPARATOR = ["<", "<=", ">=", ">"]
 # The model titles list a value set's first codes followed by "+" when it has more; these are the
 # complete R4B value sets for those elements (and the Quantity comparator, which has no list).
 COMPLETED_VALUE_SETS: dict[str, dict[str, list[str]]] = {
     "DetectedIssue": {"status": _OBSERVATION_STATUS},
-    "DeviceUdiCarrier": {"entryType": ["barcode", "rfid", "manual", "card", "self-reported",
-                                       "unknown"]},
-    "DeviceUseStatement": {"status": ["active", "completed", "entered-in-error", "intended",
-                                      "stopped", "on-hold"]},
-    "DiagnosticReport": {"status": ["registered", "partial", "preliminary", "final", "amended",
-                                    "corrected", "appended", "cancelled", "entered-in-error",
-                                    "unknown"]},
-    "Encounter": {"status": ["planned", "arrived", "triaged", "in-progress", "onleave",
-                             "finished", "cancelled", "entered-in-error", "unknown"]},
-    "EncounterStatusHistory": {"status": ["planned", "arrived", "triaged", "in-progress",
-                                          "onleave", "finished", "cancelled",
-                                          "entered-in-error", "unknown"]},
+    "DeviceUdiCarrier": {
+        "entryType": ["barcode", "rfid", "manual", "card", "self-reported", "unknown"]
+    },
+    "DeviceUseStatement": {
+        "status": ["active", "completed", "entered-in-error", "intended", "stopped", "on-hold"]
+    },
+    "DiagnosticReport": {
+        "status": [
+            "registered",
+            "partial",
+            "preliminary",
+            "final",
+            "amended",
+            "corrected",
+            "appended",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        ]
+    },
+    "Encounter": {
+        "status": [
+            "planned",
+            "arrived",
+            "triaged",
+            "in-progress",
+            "onleave",
+            "finished",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        ]
+    },
+    "EncounterStatusHistory": {
+        "status": [
+            "planned",
+            "arrived",
+            "triaged",
+            "in-progress",
+            "onleave",
+            "finished",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        ]
+    },
     "Observation": {"status": _OBSERVATION_STATUS},
-    "QuestionnaireItem": {"type": ["group", "display", "question", "boolean", "decimal",
-                                   "integer", "date", "dateTime", "time", "string", "text", "url",
-                                   "choice", "open-choice", "attachment", "reference",
-                                   "quantity"]},
+    "QuestionnaireItem": {
+        "type": [
+            "group",
+            "display",
+            "question",
+            "boolean",
+            "decimal",
+            "integer",
+            "date",
+            "dateTime",
+            "time",
+            "string",
+            "text",
+            "url",
+            "choice",
+            "open-choice",
+            "attachment",
+            "reference",
+            "quantity",
+        ]
+    },
     "RiskAssessment": {"status": _OBSERVATION_STATUS},
-    "StructureMapGroupRuleTarget": {"transform": ["create", "copy", "truncate", "escape", "cast",
-                                                  "append", "translate", "reference", "dateOp",
-                                                  "uuid", "pointer", "evaluate", "cc", "c", "qty",
-                                                  "id", "cp"]},
-    "SupplyRequest": {"status": ["draft", "active", "suspended", "cancelled", "completed",
-                                 "entered-in-error", "unknown"]},
-    "Task": {"status": ["draft", "requested", "received", "accepted", "rejected", "ready",
-                        "cancelled", "in-progress", "on-hold", "failed", "completed",
-                        "entered-in-error"]},
+    "StructureMapGroupRuleTarget": {
+        "transform": [
+            "create",
+            "copy",
+            "truncate",
+            "escape",
+            "cast",
+            "append",
+            "translate",
+            "reference",
+            "dateOp",
+            "uuid",
+            "pointer",
+            "evaluate",
+            "cc",
+            "c",
+            "qty",
+            "id",
+            "cp",
+        ]
+    },
+    "SupplyRequest": {
+        "status": [
+            "draft",
+            "active",
+            "suspended",
+            "cancelled",
+            "completed",
+            "entered-in-error",
+            "unknown",
+        ]
+    },
+    "Task": {
+        "status": [
+            "draft",
+            "requested",
+            "received",
+            "accepted",
+            "rejected",
+            "ready",
+            "cancelled",
+            "in-progress",
+            "on-hold",
+            "failed",
+            "completed",
+            "entered-in-error",
+        ]
+    },
     "Quantity": {"comparator": _COMPARATOR},
     "Age": {"comparator": _COMPARATOR},
     "Count": {"comparator": _COMPARATOR},
@@ -77,8 +175,9 @@ def build_catalog() -> dict[str, Any]:
         codes: dict[str, list[str]] = {}
         for field in model.model_fields.values():
             extra = field.json_schema_extra
-            if isinstance(extra, dict) and isinstance(extra.get("enum_values"), list):
-                values = [str(v) for v in extra["enum_values"]]
+            enum_values = extra.get("enum_values") if isinstance(extra, dict) else None
+            if isinstance(enum_values, list):
+                values = [str(v) for v in enum_values]
                 if "+" not in values:
                     codes[str(field.alias)] = values
         codes.update(COMPLETED_VALUE_SETS.get(name, {}))

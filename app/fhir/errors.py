@@ -47,8 +47,10 @@ class FhirError(Exception):
 
     @property
     def issues(self) -> list[Issue]:
-        return [Issue(self.code or self.issue_code, self.diagnostics, "error", self.expression),
-                *self.extra_issues]
+        return [
+            Issue(self.code or self.issue_code, self.diagnostics, "error", self.expression),
+            *self.extra_issues,
+        ]
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.issues)

@@ -24,15 +24,21 @@ _MAYBE_EMPTY = re.compile(rb"null|\{\s*\}|\[\s*\]")
 
 def _safe_parser() -> etree.XMLParser:
     # No entity expansion, no network, no DTD: an XML body must not read files or fetch URLs.
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           huge_tree=False, remove_comments=True)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
 
 
 def parse_json_resource(raw: bytes) -> Any:
     data = jsonio.loads(raw)
     if _MAYBE_EMPTY.search(raw):
-        _check_no_empties(data, str(data.get("resourceType", "$")) if isinstance(data, dict)
-                          else "$")
+        _check_no_empties(
+            data, str(data.get("resourceType", "$")) if isinstance(data, dict) else "$"
+        )
     return data
 
 
@@ -42,8 +48,9 @@ def _check_no_empties(node: Any, path: str) -> None:
             raise StructureError(f"{path}: empty objects are not allowed in FHIR JSON", (path,))
         for key, value in node.items():
             if value is None:
-                raise StructureError(f"{path}.{key}: null is not allowed in FHIR JSON",
-                                     (f"{path}.{key}",))
+                raise StructureError(
+                    f"{path}.{key}: null is not allowed in FHIR JSON", (f"{path}.{key}",)
+                )
             _check_no_empties(value, f"{path}.{key}")
     elif isinstance(node, list):
         if not node:

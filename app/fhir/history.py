@@ -19,17 +19,22 @@ def parse_count(raw: str | None, default: int, maximum: int) -> int:
     return min(int(raw), maximum)
 
 
-def history_query(params: Mapping[str, str], resource_type: str | None,
-                  resource_id: str | None, default_count: int,
-                  max_count: int) -> tuple[HistoryQuery, list[tuple[str, str]], str | None]:
+def history_query(
+    params: Mapping[str, str],
+    resource_type: str | None,
+    resource_id: str | None,
+    default_count: int,
+    max_count: int,
+) -> tuple[HistoryQuery, list[tuple[str, str]], str | None]:
     """The query, the parameters to carry into paging links, and the cursor of this page."""
     count = parse_count(params.get("_count"), default_count, max_count)
     since = params.get("_since")
     at = params.get("_at")
     cursor = params.get("_cursor")
     if cursor is not None and not cursor.isdigit():
-        raise BadRequestError(f"_cursor '{cursor}' is not a page this server handed out",
-                              ("_cursor",))
+        raise BadRequestError(
+            f"_cursor '{cursor}' is not a page this server handed out", ("_cursor",)
+        )
     query = HistoryQuery(
         resource_type=resource_type,
         resource_id=resource_id,

@@ -24,5 +24,6 @@ def new_id() -> str:
 def check_id(resource_id: str, where: str = "id") -> str:
     if not _ID.match(resource_id):
         raise BadRequestError(
-            f"'{resource_id}' is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)", (where,))
+            f"'{resource_id}' is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)", (where,)
+        )
     return resource_id

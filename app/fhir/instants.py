@@ -45,8 +45,9 @@ def parse_range(text: str, name: str) -> tuple[datetime, datetime]:
     """A FHIR date/dateTime/instant as the half-open UTC range [low, high) it denotes."""
     match = _DATETIME.match(text.strip())
     if match is None:
-        raise BadRequestError(f"Parameter '{name}': '{text}' is not a FHIR date or dateTime",
-                              (name,))
+        raise BadRequestError(
+            f"Parameter '{name}': '{text}' is not a FHIR date or dateTime", (name,)
+        )
     parts = match.groupdict()
     try:
         year = int(parts["y"])
@@ -56,8 +57,9 @@ def parse_range(text: str, name: str) -> tuple[datetime, datetime]:
         month = int(parts["m"])
         if parts["d"] is None:
             low = datetime(year, month, 1, tzinfo=UTC)
-            high = low.replace(year=year + 1, month=1) if month == 12 else low.replace(
-                month=month + 1)
+            high = (
+                low.replace(year=year + 1, month=1) if month == 12 else low.replace(month=month + 1)
+            )
             return low, high
         day = int(parts["d"])
         if parts["H"] is None:
@@ -82,5 +84,6 @@ def parse_range(text: str, name: str) -> tuple[datetime, datetime]:
             step = timedelta(seconds=1)
         return low, low + step
     except ValueError as exc:
-        raise BadRequestError(f"Parameter '{name}': '{text}' is not a valid date: {exc}",
-                              (name,)) from None
+        raise BadRequestError(
+            f"Parameter '{name}': '{text}' is not a valid date: {exc}", (name,)
+        ) from None

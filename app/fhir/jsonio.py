@@ -2,9 +2,10 @@
 
 orjson parses and writes in about a microsecond, but reads every decimal as a binary float, so
 "1.50" would come back as 1.5 and a 20-digit decimal would be rounded. FHIR decimals keep their
-written precision, so a body with such a number is read with the standard library into Decimal
-instead, and Decimals are written back verbatim as orjson Fragments. Stored resources are bytes
-this module wrote; responses splice them in unparsed.
+written precision, so a body with such a number is read with the standard library into Decimals
+that remember their text, and written back as that text (orjson Fragments). Numbers beyond the
+range of a double are refused: nothing downstream (indexes, clients) could compare them. Stored
+resources are bytes this module wrote; responses splice them in unparsed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ def _float_would_change(raw: bytes) -> bool:
     return False
 
 
+class _Number(Decimal):
+    """A decimal that remembers the text it was written as, so it is written back the same."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> _Number:
+        number = super().__new__(cls, text)
+        if not -_FLOAT_MAX <= number <= _FLOAT_MAX:
+            raise ValueError(f"the number {text[:40]} is out of range")
+        number.text = text
+        return number
+
+
+_FLOAT_MAX = Decimal("1.7976931348623157e308")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -46,7 +64,7 @@ def loads(raw: bytes | str) -> Any:
     try:
         if not _float_would_change(data):
             return orjson.loads(data)
-        return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(data, parse_float=_Number, parse_constant=_reject_constant)
     except orjson.JSONDecodeError as exc:
         raise StructureError(f"The body is not valid JSON: {exc}") from None
     except (ValueError, RecursionError) as exc:
@@ -57,7 +75,7 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise TypeError("NaN and Infinity are not JSON numbers")
-        return orjson.Fragment(str(value))
+        return orjson.Fragment(getattr(value, "text", None) or str(value))
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 

@@ -62,15 +62,18 @@ def validate(data: Any, resource_type: str | None = None) -> Any:
         raise StructureError("The body is not a FHIR resource: expected a JSON object")
     declared = data.get("resourceType")
     if not isinstance(declared, str):
-        raise StructureError("The body is not a FHIR resource: it has no resourceType",
-                             ("resourceType",))
+        raise StructureError(
+            "The body is not a FHIR resource: it has no resourceType", ("resourceType",)
+        )
     if resource_type is not None and declared != resource_type:
         raise StructureError(
             f"resourceType '{declared}' does not match the type in the URL '{resource_type}'",
-            (f"{declared}.resourceType",))
+            (f"{declared}.resourceType",),
+        )
     if not is_resource_type(declared):
-        raise StructureError(f"resourceType '{declared}' is not an R4B resource type",
-                             ("resourceType",))
+        raise StructureError(
+            f"resourceType '{declared}' is not an R4B resource type", ("resourceType",)
+        )
     try:
         instance = model_class(declared).model_validate(data)
     except ValidationError as exc:
@@ -85,9 +88,12 @@ def validate(data: Any, resource_type: str | None = None) -> Any:
 
 def validation_error(resource_type: str, exc: ValidationError) -> InvalidResourceError:
     issues = [
-        Issue("invalid" if err["type"] != "extra_forbidden" else "structure",
-              f"{_expression(resource_type, err['loc'])}: {err['msg']}", "error",
-              (_expression(resource_type, err["loc"]),))
+        Issue(
+            "invalid" if err["type"] != "extra_forbidden" else "structure",
+            f"{_expression(resource_type, err['loc'])}: {err['msg']}",
+            "error",
+            (_expression(resource_type, err["loc"]),),
+        )
         for err in exc.errors()[:MAX_ISSUES]
     ]
     return _invalid(issues)
@@ -126,8 +132,12 @@ def _required_code_issues(node: Any, path: str) -> Any:
             item_path = f"{child_path}[{index}]" if isinstance(value, list) else child_path
             if allowed is not None and isinstance(item, str):
                 if item not in allowed:
-                    yield Issue("code-invalid",
-                                f"{item_path}: '{item}' is not in the required value set "
-                                f"({' | '.join(sorted(allowed))})", "error", (item_path,))
+                    yield Issue(
+                        "code-invalid",
+                        f"{item_path}: '{item}' is not in the required value set "
+                        f"({' | '.join(sorted(allowed))})",
+                        "error",
+                        (item_path,),
+                    )
             elif hasattr(item, "model_fields_set"):
                 yield from _required_code_issues(item, item_path)

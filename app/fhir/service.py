@@ -40,11 +40,13 @@ class WriteResult:
     created: bool = False
 
 
-def stamp(data: dict[str, Any], resource_id: str, version_id: int,
-          last_updated: datetime) -> bytes:
+def stamp(data: dict[str, Any], resource_id: str, version_id: int, last_updated: datetime) -> bytes:
     """The stored form: the validated input with the server's id and meta, resourceType first."""
-    meta = {k: v for k, v in (data.get("meta") or {}).items()
-            if k not in {"versionId", "lastUpdated", "_versionId", "_lastUpdated"}}
+    meta = {
+        k: v
+        for k, v in (data.get("meta") or {}).items()
+        if k not in {"versionId", "lastUpdated", "_versionId", "_lastUpdated"}
+    }
     meta["versionId"] = str(version_id)
     meta["lastUpdated"] = format_instant(last_updated)
     out: dict[str, Any] = {"resourceType": data["resourceType"], "id": resource_id, "meta": meta}
@@ -63,8 +65,9 @@ class ResourceService:
         require_resource_type(resource_type)
         record = self.store.read(resource_type, check_id(resource_id))
         if record is None:
-            raise NotFoundError(f"{resource_type}/{resource_id} is not known",
-                                (f"{resource_type}/{resource_id}",))
+            raise NotFoundError(
+                f"{resource_type}/{resource_id} is not known", (f"{resource_type}/{resource_id}",)
+            )
         if record.deleted:
             raise _gone(record)
         return record
@@ -73,8 +76,11 @@ class ResourceService:
         require_resource_type(resource_type)
         check_id(resource_id)
         if not version.isdigit():
-            raise NotFoundError(f"Version '{version}' of {resource_type}/{resource_id} is not "
-                                "known: versions are whole numbers", ("vid",))
+            raise NotFoundError(
+                f"Version '{version}' of {resource_type}/{resource_id} is not "
+                "known: versions are whole numbers",
+                ("vid",),
+            )
         record = self.store.vread(resource_type, resource_id, int(version))
         if record is None:
             raise NotFoundError(f"{resource_type}/{resource_id}/_history/{version} is not known")
@@ -97,36 +103,53 @@ class ResourceService:
 
         def work(tx: WriteTx) -> WriteResult:
             last_updated = now()
-            record = VersionRecord(resource_type, resource_id, 1, last_updated, "POST",
-                                   stamp(data, resource_id, 1, last_updated))
+            record = VersionRecord(
+                resource_type,
+                resource_id,
+                1,
+                last_updated,
+                "POST",
+                stamp(data, resource_id, 1, last_updated),
+            )
             tx.insert(record)
             return WriteResult(record, created=True)
 
         return run_write(self.store, work)
 
-    def update(self, resource_type: str, resource_id: str, data: Any,
-               if_match: int | None = None) -> WriteResult:
+    def update(
+        self, resource_type: str, resource_id: str, data: Any, if_match: int | None = None
+    ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
         validate(data, resource_type)
         body_id = data.get("id")
         if body_id is None:
-            raise BadRequestError(f"The resource has no id; the URL names '{resource_id}'",
-                                  (f"{resource_type}.id",))
+            raise BadRequestError(
+                f"The resource has no id; the URL names '{resource_id}'", (f"{resource_type}.id",)
+            )
         if body_id != resource_id:
-            raise BadRequestError(f"The resource id '{body_id}' does not match the id in the URL "
-                                  f"'{resource_id}'", (f"{resource_type}.id",))
+            raise BadRequestError(
+                f"The resource id '{body_id}' does not match the id in the URL '{resource_id}'",
+                (f"{resource_type}.id",),
+            )
 
         def work(tx: WriteTx) -> WriteResult:
             state = tx.current(resource_type, resource_id)
             _check_if_match(state, if_match, resource_type, resource_id)
-            return self._write_version(tx, state, resource_type, resource_id, "PUT",
-                                       lambda vid, lu: stamp(data, resource_id, vid, lu))
+            return self._write_version(
+                tx,
+                state,
+                resource_type,
+                resource_id,
+                "PUT",
+                lambda vid, lu: stamp(data, resource_id, vid, lu),
+            )
 
         return run_write(self.store, work)
 
-    def patch(self, resource_type: str, resource_id: str, operations: Any,
-              if_match: int | None = None) -> WriteResult:
+    def patch(
+        self, resource_type: str, resource_id: str, operations: Any, if_match: int | None = None
+    ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
         try:
@@ -149,15 +172,23 @@ class ResourceService:
                 raise UnprocessableError(f"The patch cannot be applied: {exc}") from None
             validate(patched, resource_type)
             if patched.get("id") != resource_id:
-                raise UnprocessableError("A patch may not change the resource's id",
-                                         (f"{resource_type}.id",))
-            return self._write_version(tx, state, resource_type, resource_id, "PATCH",
-                                       lambda vid, lu: stamp(patched, resource_id, vid, lu))
+                raise UnprocessableError(
+                    "A patch may not change the resource's id", (f"{resource_type}.id",)
+                )
+            return self._write_version(
+                tx,
+                state,
+                resource_type,
+                resource_id,
+                "PATCH",
+                lambda vid, lu: stamp(patched, resource_id, vid, lu),
+            )
 
         return run_write(self.store, work)
 
-    def delete(self, resource_type: str, resource_id: str,
-               if_match: int | None = None) -> WriteResult:
+    def delete(
+        self, resource_type: str, resource_id: str, if_match: int | None = None
+    ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
 
@@ -167,42 +198,64 @@ class ResourceService:
                 _check_if_match(state, if_match, resource_type, resource_id)
             if state is None or state.deleted:
                 return WriteResult(None)  # deleting what is not there succeeds, idempotently
-            record = VersionRecord(resource_type, resource_id, state.version_id + 1,
-                                   after(state.last_updated), "DELETE", None)
+            record = VersionRecord(
+                resource_type,
+                resource_id,
+                state.version_id + 1,
+                after(state.last_updated),
+                "DELETE",
+                None,
+            )
             tx.append(state, record)
             return WriteResult(record)
 
         return run_write(self.store, work)
 
     @staticmethod
-    def _write_version(tx: WriteTx, state: CurrentState | None, resource_type: str,
-                       resource_id: str, method: str, render: Any) -> WriteResult:
+    def _write_version(
+        tx: WriteTx,
+        state: CurrentState | None,
+        resource_type: str,
+        resource_id: str,
+        method: str,
+        render: Any,
+    ) -> WriteResult:
         if state is None:
             last_updated = now()
-            record = VersionRecord(resource_type, resource_id, 1, last_updated, method,
-                                   render(1, last_updated))
+            record = VersionRecord(
+                resource_type, resource_id, 1, last_updated, method, render(1, last_updated)
+            )
             tx.insert(record)
             return WriteResult(record, created=True)
         version_id = state.version_id + 1
         last_updated = after(state.last_updated)
-        record = VersionRecord(resource_type, resource_id, version_id, last_updated, method,
-                               render(version_id, last_updated))
+        record = VersionRecord(
+            resource_type,
+            resource_id,
+            version_id,
+            last_updated,
+            method,
+            render(version_id, last_updated),
+        )
         tx.append(state, record)
         return WriteResult(record, created=state.deleted)
 
 
-def _check_if_match(state: CurrentState | None, if_match: int | None, resource_type: str,
-                    resource_id: str) -> None:
+def _check_if_match(
+    state: CurrentState | None, if_match: int | None, resource_type: str, resource_id: str
+) -> None:
     if if_match is None:
         return
     current = None if state is None or state.deleted else state.version_id
     if current != if_match:
         found = "it does not exist" if current is None else f"the current version is {current}"
         raise PreconditionFailedError(
-            f"If-Match asked for version {if_match} of {resource_type}/{resource_id}, "
-            f"but {found}")
+            f"If-Match asked for version {if_match} of {resource_type}/{resource_id}, but {found}"
+        )
 
 
 def _gone(record: VersionRecord) -> GoneError:
-    return GoneError(f"{record.resource_type}/{record.resource_id} was deleted",
-                     headers={"ETag": f'W/"{record.version_id}"'})
+    return GoneError(
+        f"{record.resource_type}/{record.resource_id} was deleted",
+        headers={"ETag": f'W/"{record.version_id}"'},
+    )

@@ -25,8 +25,9 @@ def make_engine(settings: Settings) -> Engine:
         return _sqlite_engine(settings, url)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size,
-                         pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_pre_ping=True
+    )
 
 
 def _sqlite_engine(settings: Settings, url: Any) -> Engine:
@@ -35,8 +36,10 @@ def _sqlite_engine(settings: Settings, url: Any) -> Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False,
-                      "timeout": settings.sqlite_busy_timeout_ms / 1000},
+        connect_args={
+            "check_same_thread": False,
+            "timeout": settings.sqlite_busy_timeout_ms / 1000,
+        },
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
     )

@@ -42,17 +42,23 @@ _READ = (
 _VREAD = (
     select(v.c.version_id, v.c.last_updated, v.c.method, v.c.content)
     .select_from(r.join(v, v.c.res_key == r.c.res_key))
-    .where(r.c.resource_type == bindparam("rt"), r.c.resource_id == bindparam("rid"),
-           v.c.version_id == bindparam("vid"))
+    .where(
+        r.c.resource_type == bindparam("rt"),
+        r.c.resource_id == bindparam("rid"),
+        v.c.version_id == bindparam("vid"),
+    )
 )
 _CURRENT_ROW = select(r.c.res_key, r.c.version_id, r.c.last_updated, r.c.deleted).where(
-    r.c.resource_type == bindparam("rt"), r.c.resource_id == bindparam("rid"))
-_CONTENT = select(v.c.content).where(v.c.res_key == bindparam("key"),
-                                     v.c.version_id == bindparam("vid"))
+    r.c.resource_type == bindparam("rt"), r.c.resource_id == bindparam("rid")
+)
+_CONTENT = select(v.c.content).where(
+    v.c.res_key == bindparam("key"), v.c.version_id == bindparam("vid")
+)
 _INSERT_RESOURCE = insert(r).returning(r.c.res_key)
 _INSERT_VERSION = insert(v)
 _UPDATE_RESOURCE = (
-    update(r).where(r.c.res_key == bindparam("key"))
+    update(r)
+    .where(r.c.res_key == bindparam("key"))
     .values(version_id=bindparam("vid"), last_updated=bindparam("lu"), deleted=bindparam("del"))
 )
 
@@ -75,8 +81,14 @@ class SqlWriteTx:
         row = self._conn.execute(self._current, {"rt": resource_type, "rid": resource_id}).first()
         if row is None:
             return None
-        return CurrentState(row.res_key, resource_type, resource_id, row.version_id,
-                            _utc(row.last_updated), bool(row.deleted))
+        return CurrentState(
+            row.res_key,
+            resource_type,
+            resource_id,
+            row.version_id,
+            _utc(row.last_updated),
+            bool(row.deleted),
+        )
 
     def current_content(self, state: CurrentState) -> bytes | None:
         content = self._conn.execute(_CONTENT, {"key": state.key, "vid": state.version_id}).scalar()
@@ -85,27 +97,44 @@ class SqlWriteTx:
     def insert(self, record: VersionRecord) -> None:
         # A unique violation aborts the whole transaction (PostgreSQL); run_write starts it again.
         try:
-            key = self._conn.execute(_INSERT_RESOURCE, {
-                "resource_type": record.resource_type, "resource_id": record.resource_id,
-                "version_id": record.version_id, "last_updated": _db_value(record.last_updated),
-                "deleted": record.deleted,
-            }).scalar_one()
+            key = self._conn.execute(
+                _INSERT_RESOURCE,
+                {
+                    "resource_type": record.resource_type,
+                    "resource_id": record.resource_id,
+                    "version_id": record.version_id,
+                    "last_updated": _db_value(record.last_updated),
+                    "deleted": record.deleted,
+                },
+            ).scalar_one()
         except IntegrityError as exc:
             raise WriteConflictError(f"{record.resource_type}/{record.resource_id} exists") from exc
         self._insert_version(key, record)
 
     def append(self, state: CurrentState, record: VersionRecord) -> None:
         self._insert_version(state.key, record)
-        self._conn.execute(_UPDATE_RESOURCE, {"key": state.key, "vid": record.version_id,
-                                              "lu": _db_value(record.last_updated),
-                                              "del": record.deleted})
+        self._conn.execute(
+            _UPDATE_RESOURCE,
+            {
+                "key": state.key,
+                "vid": record.version_id,
+                "lu": _db_value(record.last_updated),
+                "del": record.deleted,
+            },
+        )
 
     def _insert_version(self, key: int, record: VersionRecord) -> None:
-        self._conn.execute(_INSERT_VERSION, {
-            "res_key": key, "resource_type": record.resource_type,
-            "version_id": record.version_id, "last_updated": _db_value(record.last_updated),
-            "method": record.method, "content": record.content,
-        })
+        self._conn.execute(
+            _INSERT_VERSION,
+            {
+                "res_key": key,
+                "resource_type": record.resource_type,
+                "version_id": record.version_id,
+                "last_updated": _db_value(record.last_updated),
+                "method": record.method,
+                "content": record.content,
+            },
+        )
 
 
 class SqlStore:
@@ -148,11 +177,11 @@ class SqlStore:
             row = conn.execute(_READ, {"rt": resource_type, "rid": resource_id}).first()
         return _record(resource_type, resource_id, row) if row is not None else None
 
-    def vread(self, resource_type: str, resource_id: str,
-              version_id: int) -> VersionRecord | None:
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> VersionRecord | None:
         with self._reading() as conn:
-            row = conn.execute(_VREAD, {"rt": resource_type, "rid": resource_id,
-                                        "vid": version_id}).first()
+            row = conn.execute(
+                _VREAD, {"rt": resource_type, "rid": resource_id, "vid": version_id}
+            ).first()
         return _record(resource_type, resource_id, row) if row is not None else None
 
     def history(self, query: HistoryQuery) -> HistoryPage:
@@ -168,15 +197,26 @@ class SqlStore:
             successor = v.alias("successor")
             # A version is current from its own lastUpdated until the next version's.
             conditions.append(v.c.last_updated < high)
-            conditions.append(~exists().where(successor.c.res_key == v.c.res_key,
-                                              successor.c.version_id == v.c.version_id + 1,
-                                              successor.c.last_updated <= low))
+            conditions.append(
+                ~exists().where(
+                    successor.c.res_key == v.c.res_key,
+                    successor.c.version_id == v.c.version_id + 1,
+                    successor.c.last_updated <= low,
+                )
+            )
         page_conditions = list(conditions)
         if query.before is not None:
             page_conditions.append(v.c.version_key < query.before)
         statement = (
-            select(v.c.version_key, v.c.resource_type, r.c.resource_id, v.c.version_id,
-                   v.c.last_updated, v.c.method, v.c.content)
+            select(
+                v.c.version_key,
+                v.c.resource_type,
+                r.c.resource_id,
+                v.c.version_id,
+                v.c.last_updated,
+                v.c.method,
+                v.c.content,
+            )
             .select_from(v.join(r, r.c.res_key == v.c.res_key))
             .where(*page_conditions)
             .order_by(v.c.version_key.desc())
@@ -187,36 +227,63 @@ class SqlStore:
             total = None
             if query.resource_id is not None:
                 total = conn.execute(
-                    select(func.count()).select_from(v.join(r, r.c.res_key == v.c.res_key))
-                    .where(*conditions)).scalar_one()
+                    select(func.count())
+                    .select_from(v.join(r, r.c.res_key == v.c.res_key))
+                    .where(*conditions)
+                ).scalar_one()
         more = len(rows) > query.count
         rows = rows[: query.count]
         entries = [
-            (row.version_key, VersionRecord(row.resource_type, row.resource_id, row.version_id,
-                                            _utc(row.last_updated), row.method,
-                                            bytes(row.content) if row.content is not None
-                                            else None))
+            (
+                row.version_key,
+                VersionRecord(
+                    row.resource_type,
+                    row.resource_id,
+                    row.version_id,
+                    _utc(row.last_updated),
+                    row.method,
+                    bytes(row.content) if row.content is not None else None,
+                ),
+            )
             for row in rows
         ]
         return HistoryPage(entries, rows[-1].version_key if more and rows else None, total)
 
     def iter_current(self, resource_type: str | None = None) -> Iterator[VersionRecord]:
-        statement = select(r.c.resource_type, r.c.resource_id, v.c.version_id, v.c.last_updated,
-                           v.c.method, v.c.content).select_from(_CURRENT_JOIN)
+        statement = select(
+            r.c.resource_type,
+            r.c.resource_id,
+            v.c.version_id,
+            v.c.last_updated,
+            v.c.method,
+            v.c.content,
+        ).select_from(_CURRENT_JOIN)
         if resource_type is not None:
             statement = statement.where(r.c.resource_type == resource_type)
         with self._reading() as conn:
             for row in conn.execution_options(yield_per=500).execute(
-                    statement.order_by(r.c.res_key)):
-                yield VersionRecord(row.resource_type, row.resource_id, row.version_id,
-                                    _utc(row.last_updated), row.method,
-                                    bytes(row.content) if row.content is not None else None)
+                statement.order_by(r.c.res_key)
+            ):
+                yield VersionRecord(
+                    row.resource_type,
+                    row.resource_id,
+                    row.version_id,
+                    _utc(row.last_updated),
+                    row.method,
+                    bytes(row.content) if row.content is not None else None,
+                )
 
 
 def _record(resource_type: str, resource_id: str, row: Any) -> VersionRecord:
     content = row.content
-    return VersionRecord(resource_type, resource_id, row.version_id, _utc(row.last_updated),
-                         row.method, bytes(content) if content is not None else None)
+    return VersionRecord(
+        resource_type,
+        resource_id,
+        row.version_id,
+        _utc(row.last_updated),
+        row.method,
+        bytes(content) if content is not None else None,
+    )
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

@@ -29,8 +29,9 @@ class ResourceRow(SQLModel, table=True):
     __tablename__ = "resource"
     __table_args__ = (UniqueConstraint("resource_type", "resource_id", name="uq_resource_type_id"),)
 
-    res_key: int | None = Field(default=None, sa_column=Column(BigKey, primary_key=True,
-                                                                autoincrement=True))
+    res_key: int | None = Field(
+        default=None, sa_column=Column(BigKey, primary_key=True, autoincrement=True)
+    )
     resource_type: str = Field(sa_column=Column(String(64), nullable=False))
     resource_id: str = Field(sa_column=Column(String(64), nullable=False))
     version_id: int = Field(sa_column=Column(Integer, nullable=False))
@@ -47,10 +48,10 @@ class ResourceVersionRow(SQLModel, table=True):
         Index("ix_resource_version_last_updated", "last_updated"),
     )
 
-    version_key: int | None = Field(default=None, sa_column=Column(BigKey, primary_key=True,
-                                                                    autoincrement=True))
-    res_key: int = Field(sa_column=Column(BigKey, ForeignKey("resource.res_key"),
-                                          nullable=False))
+    version_key: int | None = Field(
+        default=None, sa_column=Column(BigKey, primary_key=True, autoincrement=True)
+    )
+    res_key: int = Field(sa_column=Column(BigKey, ForeignKey("resource.res_key"), nullable=False))
     resource_type: str = Field(sa_column=Column(String(64), nullable=False))
     version_id: int = Field(sa_column=Column(Integer, nullable=False))
     last_updated: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -45,8 +45,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_resource_version_last_updated", "resource_version", ["last_updated"])
     op.create_index("ix_resource_version_res_key", "resource_version", ["res_key", "version_key"])
-    op.create_index("ix_resource_version_type", "resource_version",
-                    ["resource_type", "version_key"])
+    op.create_index(
+        "ix_resource_version_type", "resource_version", ["resource_type", "version_key"]
+    )
 
 
 def downgrade() -> None:

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from app.fhir import jsonio
+from app.fhir.errors import StructureError
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.50",
+        "0.10",
+        "100.000",
+        "1e2",
+        "1.5E-7",
+        "-0.0",
+        "3.141592653589793238462643383279",
+        "12345678901234567890",
+        "0.0000001",
+        "1.0",
+        "7",
+        "-12",
+    ],
+)
+def test_numbers_are_written_back_as_they_were_read(text: str) -> None:
+    raw = f'{{"value":{text},"list":[{text}, {text}]}}'.encode()
+    assert jsonio.dumps(jsonio.loads(raw)) == f'{{"value":{text},"list":[{text},{text}]}}'.encode()
+
+
+def test_plain_documents_take_the_fast_path_and_stay_equal() -> None:
+    raw = b'{"a":1,"b":[1.5,2.25,"x"],"c":{"d":true,"e":null}}'
+    value = jsonio.loads(raw)
+    assert isinstance(value["b"][0], float)
+    assert jsonio.dumps(value) == raw
+
+
+def test_exact_numbers_compare_as_decimals() -> None:
+    value = jsonio.loads(b'{"v": 1.50}')["v"]
+    assert value == Decimal("1.5")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b'{"a":NaN}', b'{"a":Infinity}', b"[1,]", b'{"a":1e400}', b"\xff", b'{"a": 1.50,}'],
+)
+def test_invalid_json_raises_structure_error(raw: bytes) -> None:
+    with pytest.raises(StructureError):
+        jsonio.loads(raw)
+
+
+def test_pretty_output_keeps_precision() -> None:
+    assert jsonio.reformat(b'{"a":1.50}', pretty=True) == b'{\n  "a": 1.50\n}'
+    assert jsonio.reformat(b'{"a":1.50}', pretty=False) == b'{"a":1.50}'
+
+
+def test_fragments_are_spliced_unparsed() -> None:
+    stored = b'{"resourceType":"Patient","id":"x"}'
+    assert jsonio.dumps({"entry": [{"resource": jsonio.Fragment(stored)}]}) == (
+        b'{"entry":[{"resource":' + stored + b"}]}"
+    )
