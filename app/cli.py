@@ -15,10 +15,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.migrate_on_start:
         # Once here, before workers start, so they do not race each other.
-        from app.storage.engine import make_engine
+        from app.storage.engine import make_engine, wait_for_database
         from app.storage.migrate import upgrade
 
         engine = make_engine(settings)
+        wait_for_database(engine, settings.db_wait_seconds)
         upgrade(engine)
         engine.dispose()
     uvicorn.run(

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # calls take microseconds and which has one writer anyway); "thread": in the thread pool, so
     # a PostgreSQL round trip does not stall other requests. "auto" picks by dialect.
     db_calls: str = Field("auto", alias="FHIR_DB_CALLS", pattern="^(auto|inline|thread)$")
+    # How long start-up waits for the database to answer before giving up.
+    db_wait_seconds: float = Field(30.0, alias="FHIR_DB_WAIT_SECONDS", ge=0)
     db_pool_size: int = Field(10, alias="FHIR_DB_POOL_SIZE", gt=0)
     sqlite_busy_timeout_ms: int = Field(10_000, alias="FHIR_SQLITE_BUSY_TIMEOUT_MS", ge=0)
     log_level: str = Field("info", alias="FHIR_LOG_LEVEL")

@@ -13,7 +13,7 @@ from app.api.context import Runtime
 from app.api.routes import router
 from app.config import Settings, get_settings
 from app.fhir.service import ResourceService
-from app.storage.engine import is_sqlite, make_engine
+from app.storage.engine import is_sqlite, make_engine, wait_for_database
 from app.storage.migrate import upgrade
 from app.storage.sql_store import SqlStore
 
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         try:
+            wait_for_database(engine, settings.db_wait_seconds)
             if settings.migrate_on_start:
                 upgrade(engine)
             inline = settings.db_calls == "inline" or (

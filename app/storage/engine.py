@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
@@ -13,6 +15,26 @@ from app.config import Settings
 # Execution option naming how a SQLite transaction begins: "IMMEDIATE" takes the write lock up
 # front (so a read-then-write never fails on upgrade), "DEFERRED" for reads, None: autocommit.
 SQLITE_BEGIN = "sqlite_begin"
+
+
+log = logging.getLogger(__name__)
+
+
+def wait_for_database(engine: Engine, timeout_s: float) -> None:
+    """Block until the database answers (a container may start before its database does)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return
+        except Exception as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("database not ready (%s); retrying", str(exc).splitlines()[0])
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -28,6 +28,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if is_sqlite(engine):
             # BEGIN IMMEDIATE: a second process starting at the same time waits, then finds head.
             connection = connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        else:
+            # The engine is autocommit; a migration must be one transaction.
+            connection = connection.execution_options(isolation_level="READ COMMITTED")
         with connection.begin():
             if not is_sqlite(engine):
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})

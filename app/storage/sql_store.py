@@ -4,12 +4,13 @@ an ORM session costs ~100 µs per get on this machine, a Core select a few."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Dialect,
     Engine,
     and_,
     bindparam,
@@ -19,7 +20,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from app.fhir.store import (
     CurrentState,
@@ -30,37 +31,70 @@ from app.fhir.store import (
     WriteConflictError,
 )
 from app.storage.engine import SQLITE_BEGIN, is_sqlite
+from app.storage.prepared import Prepared
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
 
 _CURRENT_JOIN = r.join(v, and_(v.c.res_key == r.c.res_key, v.c.version_id == r.c.version_id))
-_READ = (
-    select(v.c.version_id, v.c.last_updated, v.c.method, v.c.content)
-    .select_from(_CURRENT_JOIN)
-    .where(r.c.resource_type == bindparam("rt"), r.c.resource_id == bindparam("rid"))
-)
-_VREAD = (
-    select(v.c.version_id, v.c.last_updated, v.c.method, v.c.content)
-    .select_from(r.join(v, v.c.res_key == r.c.res_key))
-    .where(
-        r.c.resource_type == bindparam("rt"),
-        r.c.resource_id == bindparam("rid"),
-        v.c.version_id == bindparam("vid"),
-    )
-)
-_CURRENT_ROW = select(r.c.res_key, r.c.version_id, r.c.last_updated, r.c.deleted).where(
-    r.c.resource_type == bindparam("rt"), r.c.resource_id == bindparam("rid")
-)
-_CONTENT = select(v.c.content).where(
-    v.c.res_key == bindparam("key"), v.c.version_id == bindparam("vid")
-)
-_INSERT_RESOURCE = insert(r).returning(r.c.res_key)
-_INSERT_VERSION = insert(v)
-_UPDATE_RESOURCE = (
-    update(r)
-    .where(r.c.res_key == bindparam("key"))
-    .values(version_id=bindparam("vid"), last_updated=bindparam("lu"), deleted=bindparam("del"))
-)
+_VERSION_COLUMNS = (v.c.version_id, v.c.last_updated, v.c.method, v.c.content)
+_RESOURCE_IS = (r.c.resource_type == bindparam("rt"), r.c.resource_id == bindparam("rid"))
+
+
+class _Statements:
+    """The hot statements, compiled once for the engine's dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.read = Prepared(
+            select(*_VERSION_COLUMNS).select_from(_CURRENT_JOIN).where(*_RESOURCE_IS), dialect
+        )
+        self.vread = Prepared(
+            select(*_VERSION_COLUMNS)
+            .select_from(r.join(v, v.c.res_key == r.c.res_key))
+            .where(*_RESOURCE_IS, v.c.version_id == bindparam("vid")),
+            dialect,
+        )
+        current = select(r.c.res_key, r.c.version_id, r.c.last_updated, r.c.deleted).where(
+            *_RESOURCE_IS
+        )
+        # PostgreSQL locks the row; SQLite's BEGIN IMMEDIATE already holds the database lock.
+        self.current = Prepared(current.with_for_update(), dialect)
+        self.content = Prepared(
+            select(v.c.content).where(
+                v.c.res_key == bindparam("key"), v.c.version_id == bindparam("vid")
+            ),
+            dialect,
+        )
+        self.insert_resource = Prepared(
+            insert(r)
+            .values(
+                resource_type=bindparam("rt"),
+                resource_id=bindparam("rid"),
+                version_id=bindparam("vid"),
+                last_updated=bindparam("lu"),
+                deleted=bindparam("del"),
+            )
+            .returning(r.c.res_key),
+            dialect,
+        )
+        self.insert_version = Prepared(
+            insert(v).values(
+                res_key=bindparam("key"),
+                resource_type=bindparam("rt"),
+                version_id=bindparam("vid"),
+                last_updated=bindparam("lu"),
+                method=bindparam("method"),
+                content=bindparam("content"),
+            ),
+            dialect,
+        )
+        self.update_resource = Prepared(
+            update(r)
+            .where(r.c.res_key == bindparam("key"))
+            .values(
+                version_id=bindparam("vid"), last_updated=bindparam("lu"), deleted=bindparam("del")
+            ),
+            dialect,
+        )
 
 
 def _utc(value: datetime) -> datetime:
@@ -73,48 +107,44 @@ def _db_value(value: datetime) -> datetime:
 
 
 class SqlWriteTx:
-    def __init__(self, connection: Connection, lock_rows: bool) -> None:
-        self._conn = connection
-        self._current = _CURRENT_ROW.with_for_update() if lock_rows else _CURRENT_ROW
+    def __init__(self, cursor: Any, statements: _Statements) -> None:
+        self._cursor = cursor
+        self._sql = statements
 
     def current(self, resource_type: str, resource_id: str) -> CurrentState | None:
-        row = self._conn.execute(self._current, {"rt": resource_type, "rid": resource_id}).first()
+        row = self._sql.current.one_or_none(self._cursor, {"rt": resource_type, "rid": resource_id})
         if row is None:
             return None
+        key, version_id, last_updated, deleted = row
         return CurrentState(
-            row.res_key,
-            resource_type,
-            resource_id,
-            row.version_id,
-            _utc(row.last_updated),
-            bool(row.deleted),
+            key, resource_type, resource_id, version_id, _utc(last_updated), bool(deleted)
         )
 
     def current_content(self, state: CurrentState) -> bytes | None:
-        content = self._conn.execute(_CONTENT, {"key": state.key, "vid": state.version_id}).scalar()
-        return bytes(content) if content is not None else None
+        row = self._sql.content.one_or_none(
+            self._cursor, {"key": state.key, "vid": state.version_id}
+        )
+        return bytes(row[0]) if row is not None and row[0] is not None else None
 
     def insert(self, record: VersionRecord) -> None:
-        # A unique violation aborts the whole transaction (PostgreSQL); run_write starts it again.
-        try:
-            key = self._conn.execute(
-                _INSERT_RESOURCE,
-                {
-                    "resource_type": record.resource_type,
-                    "resource_id": record.resource_id,
-                    "version_id": record.version_id,
-                    "last_updated": _db_value(record.last_updated),
-                    "deleted": record.deleted,
-                },
-            ).scalar_one()
-        except IntegrityError as exc:
-            raise WriteConflictError(f"{record.resource_type}/{record.resource_id} exists") from exc
-        self._insert_version(key, record)
+        # A unique violation aborts the whole transaction; run_write starts it again.
+        row = self._sql.insert_resource.one_or_none(
+            self._cursor,
+            {
+                "rt": record.resource_type,
+                "rid": record.resource_id,
+                "vid": record.version_id,
+                "lu": _db_value(record.last_updated),
+                "del": record.deleted,
+            },
+        )
+        assert row is not None
+        self._insert_version(row[0], record)
 
     def append(self, state: CurrentState, record: VersionRecord) -> None:
         self._insert_version(state.key, record)
-        self._conn.execute(
-            _UPDATE_RESOURCE,
+        self._sql.update_resource.execute(
+            self._cursor,
             {
                 "key": state.key,
                 "vid": record.version_id,
@@ -124,13 +154,13 @@ class SqlWriteTx:
         )
 
     def _insert_version(self, key: int, record: VersionRecord) -> None:
-        self._conn.execute(
-            _INSERT_VERSION,
+        self._sql.insert_version.execute(
+            self._cursor,
             {
-                "res_key": key,
-                "resource_type": record.resource_type,
-                "version_id": record.version_id,
-                "last_updated": _db_value(record.last_updated),
+                "key": key,
+                "rt": record.resource_type,
+                "vid": record.version_id,
+                "lu": _db_value(record.last_updated),
                 "method": record.method,
                 "content": record.content,
             },
@@ -141,10 +171,33 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._sqlite = is_sqlite(engine)
+        self._sql = _Statements(engine.dialect)
+        dbapi = engine.dialect.dbapi
+        assert dbapi is not None
+        self._dbapi: Any = dbapi
 
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @contextmanager
+    def _raw(self) -> Iterator[Any]:
+        """A pooled DBAPI connection; database outages become StorageUnavailableError."""
+        dbapi = self._dbapi
+        try:
+            connection = self._engine.raw_connection()
+        except Exception as exc:
+            raise StorageUnavailableError(_reason(exc)) from exc
+        try:
+            yield connection
+        except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+            if _sqlstate(exc) in _RETRYABLE:
+                raise WriteConflictError(_reason(exc)) from exc
+            if self._engine.dialect.is_disconnect(exc, connection.dbapi_connection, None):
+                connection.invalidate(exc)
+            raise StorageUnavailableError(_reason(exc)) from exc
+        finally:
+            connection.close()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -157,31 +210,40 @@ class SqlStore:
 
     @contextmanager
     def write(self) -> Iterator[SqlWriteTx]:
-        try:
-            with self._engine.connect() as conn:
-                if self._sqlite:
-                    conn = conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-                with conn.begin():
-                    yield SqlWriteTx(conn, lock_rows=not self._sqlite)
-        except IntegrityError as exc:
-            raise WriteConflictError(_reason(exc)) from exc
-        except DBAPIError as exc:
-            if _sqlstate(exc) in {"40001", "40P01"}:
-                raise WriteConflictError(_reason(exc)) from exc
-            if isinstance(exc, OperationalError):
-                raise StorageUnavailableError(_reason(exc)) from exc
-            raise
+        """One transaction: BEGIN IMMEDIATE on SQLite (the write lock up front, so a
+        read-then-write never fails on lock upgrade), BEGIN on PostgreSQL (rows locked by
+        SELECT ... FOR UPDATE as they are read)."""
+        with self._raw() as connection:
+            cursor = connection.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
+                try:
+                    yield SqlWriteTx(cursor, self._sql)
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    _rollback(cursor, self._dbapi)
+                    raise
+            except self._dbapi.IntegrityError as exc:
+                if _is_unique_violation(exc):
+                    raise WriteConflictError(_reason(exc)) from exc
+                raise
+            finally:
+                cursor.close()
 
     def read(self, resource_type: str, resource_id: str) -> VersionRecord | None:
-        with self._reading() as conn:
-            row = conn.execute(_READ, {"rt": resource_type, "rid": resource_id}).first()
+        with self._raw() as connection:
+            cursor = connection.cursor()
+            row = self._sql.read.one_or_none(cursor, {"rt": resource_type, "rid": resource_id})
+            cursor.close()
         return _record(resource_type, resource_id, row) if row is not None else None
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> VersionRecord | None:
-        with self._reading() as conn:
-            row = conn.execute(
-                _VREAD, {"rt": resource_type, "rid": resource_id, "vid": version_id}
-            ).first()
+        with self._raw() as connection:
+            cursor = connection.cursor()
+            row = self._sql.vread.one_or_none(
+                cursor, {"rt": resource_type, "rid": resource_id, "vid": version_id}
+            )
+            cursor.close()
         return _record(resource_type, resource_id, row) if row is not None else None
 
     def history(self, query: HistoryQuery) -> HistoryPage:
@@ -274,22 +336,35 @@ class SqlStore:
                 )
 
 
-def _record(resource_type: str, resource_id: str, row: Any) -> VersionRecord:
-    content = row.content
+def _record(resource_type: str, resource_id: str, row: tuple[Any, ...]) -> VersionRecord:
+    version_id, last_updated, method, content = row
     return VersionRecord(
         resource_type,
         resource_id,
-        row.version_id,
-        _utc(row.last_updated),
-        row.method,
+        version_id,
+        _utc(last_updated),
+        method,
         bytes(content) if content is not None else None,
     )
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
+_RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 
 
-def _reason(exc: Exception) -> str:
+def _rollback(cursor: Any, dbapi: Any) -> None:
+    # If the connection is gone or the transaction already ended, there is nothing to undo.
+    with suppress(dbapi.Error):
+        cursor.execute("ROLLBACK")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None)
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    return _sqlstate(exc) == "23505" or "UNIQUE constraint failed" in str(exc)
+
+
+def _reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).strip().splitlines()[0]
