@@ -51,7 +51,7 @@ OBSERVATION = {
             {
                 "system": "http://loinc.org",
                 "code": "72514-3",
-                "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+                "display": "Pain severity - 0-10 verbal numeric rating [Score]",
             }
         ]
     },
