@@ -24,6 +24,17 @@ _OBSERVATION_STATUS = [
     "unknown",
 ]
 _COMPARATOR = ["<", "<=", ">=", ">"]
+_ENCOUNTER_STATUS = [
+    "planned",
+    "arrived",
+    "triaged",
+    "in-progress",
+    "onleave",
+    "finished",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+]
 # The model titles list a value set's first codes followed by "+" when it has more; these are the
 # complete R4B value sets for those elements (and the Quantity comparator, which has no list).
 COMPLETED_VALUE_SETS: dict[str, dict[str, list[str]]] = {
@@ -48,32 +59,8 @@ COMPLETED_VALUE_SETS: dict[str, dict[str, list[str]]] = {
             "unknown",
         ]
     },
-    "Encounter": {
-        "status": [
-            "planned",
-            "arrived",
-            "triaged",
-            "in-progress",
-            "onleave",
-            "finished",
-            "cancelled",
-            "entered-in-error",
-            "unknown",
-        ]
-    },
-    "EncounterStatusHistory": {
-        "status": [
-            "planned",
-            "arrived",
-            "triaged",
-            "in-progress",
-            "onleave",
-            "finished",
-            "cancelled",
-            "entered-in-error",
-            "unknown",
-        ]
-    },
+    "Encounter": {"status": _ENCOUNTER_STATUS},
+    "EncounterStatusHistory": {"status": _ENCOUNTER_STATUS},
     "Observation": {"status": _OBSERVATION_STATUS},
     "QuestionnaireItem": {
         "type": [

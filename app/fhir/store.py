@@ -6,7 +6,7 @@ A write runs inside one database transaction that holds the resource's row lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,8 +91,6 @@ class Store(Protocol):
     ) -> VersionRecord | None: ...
 
     def history(self, query: HistoryQuery) -> HistoryPage: ...
-
-    def iter_current(self, resource_type: str | None = None) -> Iterator[VersionRecord]: ...
 
 
 def run_write(store: Store, work: Callable[[WriteTx], T], attempts: int = 5) -> T:

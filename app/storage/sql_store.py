@@ -295,45 +295,9 @@ class SqlStore:
                 ).scalar_one()
         more = len(rows) > query.count
         rows = rows[: query.count]
-        entries = [
-            (
-                row.version_key,
-                VersionRecord(
-                    row.resource_type,
-                    row.resource_id,
-                    row.version_id,
-                    _utc(row.last_updated),
-                    row.method,
-                    bytes(row.content) if row.content is not None else None,
-                ),
-            )
-            for row in rows
-        ]
+        # columns: version_key, resource_type, resource_id, then the version's four
+        entries = [(row[0], _record(row[1], row[2], tuple(row[3:]))) for row in rows]
         return HistoryPage(entries, rows[-1].version_key if more and rows else None, total)
-
-    def iter_current(self, resource_type: str | None = None) -> Iterator[VersionRecord]:
-        statement = select(
-            r.c.resource_type,
-            r.c.resource_id,
-            v.c.version_id,
-            v.c.last_updated,
-            v.c.method,
-            v.c.content,
-        ).select_from(_CURRENT_JOIN)
-        if resource_type is not None:
-            statement = statement.where(r.c.resource_type == resource_type)
-        with self._reading() as conn:
-            for row in conn.execution_options(yield_per=500).execute(
-                statement.order_by(r.c.res_key)
-            ):
-                yield VersionRecord(
-                    row.resource_type,
-                    row.resource_id,
-                    row.version_id,
-                    _utc(row.last_updated),
-                    row.method,
-                    bytes(row.content) if row.content is not None else None,
-                )
 
 
 def _record(resource_type: str, resource_id: str, row: tuple[Any, ...]) -> VersionRecord:
