@@ -12,7 +12,9 @@ from app.api import errors
 from app.api.context import Runtime
 from app.api.routes import router
 from app.config import Settings, get_settings
+from app.fhir import search_capability  # noqa: F401 - registers the search capabilities
 from app.fhir.service import ResourceService
+from app.search.ucum import canonical
 from app.storage.engine import is_sqlite, make_engine, wait_for_database
 from app.storage.migrate import upgrade
 from app.storage.sql_store import SqlStore
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             wait_for_database(engine, settings.db_wait_seconds)
             if settings.migrate_on_start:
                 upgrade(engine)
+            canonical(1, "mg")  # builds the UCUM registry now, not in the first request
             inline = settings.db_calls == "inline" or (
                 settings.db_calls == "auto" and is_sqlite(engine)
             )

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.main import create_app
 from app.storage.engine import is_sqlite, make_engine
 from app.storage.migrate import upgrade
+from app.storage.tables import INDEX_TABLES
 from tests.asgi_client import asgi_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,12 +90,13 @@ def empty_database(url: str, engines: dict[str, Engine]) -> None:
     engine = engines.get(url)
     if engine is None:
         engine = engines[url] = make_engine(Settings(DATABASE_URL=url))
+    tables = [*(t.name for t in INDEX_TABLES.values()), "resource_version", "resource"]
     with engine.begin() as conn:
         if is_sqlite(engine):
-            conn.execute(text("DELETE FROM resource_version"))
-            conn.execute(text("DELETE FROM resource"))
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
         else:
-            conn.execute(text("TRUNCATE resource_version, resource RESTART IDENTITY"))
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
 
 
 @pytest.fixture

@@ -101,15 +101,23 @@ def body_format(request: Request, *, patch: bool = False) -> str:
     return fmt
 
 
-def prefer_return(request: Request) -> str:
+def _prefer(request: Request, name: str) -> str | None:
     for header in request.headers.getlist("prefer"):
-        for token in header.split(";"):
+        for token in header.replace(",", ";").split(";"):
             key, _, value = token.strip().partition("=")
-            if key.strip().lower() == "return":
-                value = value.strip().strip('"')
-                if value in _PREFER_RETURN:
-                    return value
-    return "representation"
+            if key.strip().lower() == name:
+                return value.strip().strip('"')
+    return None
+
+
+def prefer_return(request: Request) -> str:
+    value = _prefer(request, "return")
+    return value if value in _PREFER_RETURN else "representation"
+
+
+def strict_handling(request: Request) -> bool:
+    """Prefer: handling=strict: unknown search parameters are errors, not warnings."""
+    return _prefer(request, "handling") == "strict"
 
 
 def if_match(request: Request) -> int | None:

@@ -3,6 +3,8 @@ one response."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,8 +13,9 @@ from app.api import negotiation
 from app.api.context import base_url, read_body, runtime
 from app.api.responses import fhir_response, informational, resource_response
 from app.fhir import jsonio
-from app.fhir.bundles import history_bundle
+from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import capability_statement
+from app.fhir.errors import UnsupportedMediaTypeError
 from app.fhir.formats import parse_resource
 from app.fhir.history import history_query
 from app.fhir.models import require_resource_type
@@ -45,6 +48,59 @@ async def _history(
     return fhir_response(request, history_bundle(base_url(request), page, link, kept, cursor))
 
 
+async def _search(
+    request: Request, resource_types: tuple[str, ...], pairs: list[tuple[str, str]]
+) -> Response:
+    rt = runtime(request)
+    search, page, outcome = await rt.call(
+        rt.service.search,
+        resource_types,
+        pairs,
+        rt.settings.default_page_size,
+        rt.settings.max_page_size,
+        negotiation.strict_handling(request),
+    )
+    base = base_url(request)
+    link = (
+        f"{base}/{resource_types[0]}"
+        if len(resource_types) == 1 and "_type" not in dict(pairs)
+        else base
+    )
+    kept = [(k, v) for k, v in pairs if k != "_offset"]
+    return fhir_response(request, searchset_bundle(base, search, page, link, kept, outcome))
+
+
+async def _form_pairs(request: Request) -> list[tuple[str, str]]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaTypeError(
+            "POST _search takes the parameters as application/x-www-form-urlencoded"
+        )
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return [*request.query_params.multi_items(), *parse_qsl(body, keep_blank_values=True)]
+
+
+def _types(pairs: list[tuple[str, str]]) -> tuple[str, ...]:
+    names = [t.strip() for k, v in pairs if k == "_type" for t in v.split(",") if t.strip()]
+    for name in names:
+        require_resource_type(name)
+    return tuple(dict.fromkeys(names))
+
+
+@router.get(
+    "", summary="search-system: search across resource types (_type, _id, ...)", tags=["system"]
+)
+async def search_system(request: Request) -> Response:
+    pairs = list(request.query_params.multi_items())
+    return await _search(request, _types(pairs), pairs)
+
+
+@router.post("/_search", summary="search-system by POST (form-encoded parameters)", tags=["system"])
+async def search_system_post(request: Request) -> Response:
+    pairs = await _form_pairs(request)
+    return await _search(request, _types(pairs), pairs)
+
+
 @router.get("/_history", summary="history-system: every change on the server", tags=["system"])
 async def history_system(request: Request) -> Response:
     return await _history(request, None, None)
@@ -55,6 +111,24 @@ async def history_system(request: Request) -> Response:
 )
 async def history_type(request: Request, resource_type: str) -> Response:
     return await _history(request, require_resource_type(resource_type), None)
+
+
+@router.get(
+    "/{resource_type}", summary="search-type: resources of a type matching the query", tags=["type"]
+)
+async def search_type(request: Request, resource_type: str) -> Response:
+    require_resource_type(resource_type)
+    return await _search(request, (resource_type,), list(request.query_params.multi_items()))
+
+
+@router.post(
+    "/{resource_type}/_search",
+    summary="search-type by POST (form-encoded parameters)",
+    tags=["type"],
+)
+async def search_type_post(request: Request, resource_type: str) -> Response:
+    require_resource_type(resource_type)
+    return await _search(request, (resource_type,), await _form_pairs(request))
 
 
 @router.get(

@@ -8,7 +8,9 @@ from urllib.parse import urlencode
 from app.fhir import jsonio
 from app.fhir.ids import new_id
 from app.fhir.instants import format_instant, now
-from app.fhir.store import HistoryPage, VersionRecord
+from app.fhir.store import HistoryPage, SearchPage, VersionRecord
+from app.fhir.summary import subset
+from app.search.query import SearchRequest
 
 _STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
 
@@ -65,3 +67,53 @@ def history_bundle(
     if entries:
         bundle["entry"] = entries
     return jsonio.dumps(bundle)
+
+
+def searchset_bundle(
+    base: str,
+    request: SearchRequest,
+    page: SearchPage,
+    link: str,
+    params: list[tuple[str, str]],
+    outcome: dict[str, Any] | None,
+) -> bytes:
+    """`link` is the search URL, `params` the query without _offset (kept in paging links)."""
+    count = request.count
+
+    def at(offset: int) -> str:
+        return link_url(link, [*params, ("_offset", str(offset))] if offset else params)
+
+    links = [{"relation": "self", "url": at(request.offset)}, {"relation": "first", "url": at(0)}]
+    if request.offset > 0 and count > 0:
+        links.append({"relation": "previous", "url": at(max(0, request.offset - count))})
+    if page.has_more:
+        links.append({"relation": "next", "url": at(request.offset + count)})
+    if page.total is not None and count > 0:
+        links.append({"relation": "last", "url": at(max(0, (page.total - 1) // count * count))})
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": new_id(),
+        "meta": {"lastUpdated": format_instant(now())},
+        "type": "searchset",
+    }
+    if page.total is not None:
+        bundle["total"] = page.total
+    bundle["link"] = links
+    entries = [_search_entry(base, record, "match", request) for record in page.matches]
+    entries += [_search_entry(base, record, "include", request) for record in page.includes]
+    if outcome is not None:
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    if entries:
+        bundle["entry"] = entries
+    return jsonio.dumps(bundle)
+
+
+def _search_entry(
+    base: str, record: VersionRecord, mode: str, request: SearchRequest
+) -> dict[str, Any]:
+    assert record.content is not None
+    return {
+        "fullUrl": f"{base}/{record.resource_type}/{record.resource_id}",
+        "resource": jsonio.Fragment(subset(record.content, request.summary, request.elements)),
+        "search": {"mode": mode},
+    }

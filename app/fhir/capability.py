@@ -7,6 +7,7 @@ component and extend it (search parameters, operations), so metadata cannot drif
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from app.fhir import jsonio
@@ -47,6 +48,7 @@ def resource_capability(resource_type: str) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=8)
 def capability_statement(base: str) -> bytes:
     rest: dict[str, Any] = {
         "mode": "server",

@@ -16,9 +16,11 @@ from app.fhir import jsonio
 from app.fhir.errors import (
     BadRequestError,
     GoneError,
+    Issue,
     NotFoundError,
     PreconditionFailedError,
     UnprocessableError,
+    operation_outcome,
 )
 from app.fhir.ids import check_id, new_id
 from app.fhir.instants import after, format_instant, now
@@ -27,11 +29,15 @@ from app.fhir.store import (
     CurrentState,
     HistoryPage,
     HistoryQuery,
+    SearchPage,
     Store,
     VersionRecord,
     WriteTx,
     run_write,
 )
+from app.search.index_values import IndexRows
+from app.search.indexer import index_rows
+from app.search.query import ANY_TYPE, SearchRequest, parse_search
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,43 @@ class ResourceService:
             raise _gone(record)
         return record
 
+    def search(
+        self,
+        resource_types: tuple[str, ...],
+        pairs: list[tuple[str, str]],
+        default_count: int,
+        max_count: int,
+        strict: bool = False,
+    ) -> tuple[SearchRequest, SearchPage, dict[str, Any] | None]:
+        """Parse and run a search. Unknown parameters are ignored and reported in the returned
+        OperationOutcome, or refused (400) when the client asked for strict handling."""
+        for resource_type in resource_types:
+            require_resource_type(resource_type)
+        parse_types = resource_types or (ANY_TYPE,)
+        request = parse_search(parse_types, pairs, default_count, max_count)
+        request.resource_types = resource_types
+        outcome = None
+        if request.unknown:
+            names = ", ".join(sorted(set(request.unknown)))
+            where = " / ".join(resource_types) or "every resource type"
+            if strict:
+                raise BadRequestError(
+                    f"Unknown or unsupported search parameter(s) for {where}: {names}",
+                    tuple(sorted(set(request.unknown))),
+                    code="not-supported",
+                )
+            outcome = operation_outcome(
+                [
+                    Issue(
+                        "not-supported",
+                        f"Ignored unknown or unsupported search parameter(s) for {where}: {names}",
+                        "warning",
+                        tuple(sorted(set(request.unknown))),
+                    )
+                ]
+            )
+        return request, self.store.search(request), outcome
+
     def history(self, query: HistoryQuery) -> HistoryPage:
         if query.resource_type is not None:
             require_resource_type(query.resource_type)
@@ -100,6 +143,7 @@ class ResourceService:
         require_resource_type(resource_type)
         validate(data, resource_type)
         resource_id = new_id()
+        index = index_rows(data)
 
         def work(tx: WriteTx) -> WriteResult:
             last_updated = now()
@@ -111,7 +155,7 @@ class ResourceService:
                 "POST",
                 stamp(data, resource_id, 1, last_updated),
             )
-            tx.insert(record)
+            tx.insert(record, index)
             return WriteResult(record, created=True)
 
         return run_write(self.store, work)
@@ -132,18 +176,12 @@ class ResourceService:
                 f"The resource id '{body_id}' does not match the id in the URL '{resource_id}'",
                 (f"{resource_type}.id",),
             )
+        index = index_rows(data)
 
         def work(tx: WriteTx) -> WriteResult:
             state = tx.current(resource_type, resource_id)
             _check_if_match(state, if_match, resource_type, resource_id)
-            return self._write_version(
-                tx,
-                state,
-                resource_type,
-                resource_id,
-                "PUT",
-                lambda vid, lu: stamp(data, resource_id, vid, lu),
-            )
+            return self._write_version(tx, state, resource_id, "PUT", data, index)
 
         return run_write(self.store, work)
 
@@ -176,12 +214,7 @@ class ResourceService:
                     "A patch may not change the resource's id", (f"{resource_type}.id",)
                 )
             return self._write_version(
-                tx,
-                state,
-                resource_type,
-                resource_id,
-                "PATCH",
-                lambda vid, lu: stamp(patched, resource_id, vid, lu),
+                tx, state, resource_id, "PATCH", patched, index_rows(patched)
             )
 
         return run_write(self.store, work)
@@ -206,7 +239,7 @@ class ResourceService:
                 "DELETE",
                 None,
             )
-            tx.append(state, record)
+            tx.append(state, record, IndexRows())
             return WriteResult(record)
 
         return run_write(self.store, work)
@@ -215,29 +248,25 @@ class ResourceService:
     def _write_version(
         tx: WriteTx,
         state: CurrentState | None,
-        resource_type: str,
         resource_id: str,
         method: str,
-        render: Any,
+        data: dict[str, Any],
+        index: IndexRows,
     ) -> WriteResult:
+        resource_type = data["resourceType"]
         if state is None:
             last_updated = now()
-            record = VersionRecord(
-                resource_type, resource_id, 1, last_updated, method, render(1, last_updated)
-            )
-            tx.insert(record)
+            content = stamp(data, resource_id, 1, last_updated)
+            record = VersionRecord(resource_type, resource_id, 1, last_updated, method, content)
+            tx.insert(record, index)
             return WriteResult(record, created=True)
         version_id = state.version_id + 1
         last_updated = after(state.last_updated)
+        content = stamp(data, resource_id, version_id, last_updated)
         record = VersionRecord(
-            resource_type,
-            resource_id,
-            version_id,
-            last_updated,
-            method,
-            render(version_id, last_updated),
+            resource_type, resource_id, version_id, last_updated, method, content
         )
-        tx.append(state, record)
+        tx.append(state, record, index)
         return WriteResult(record, created=state.deleted)
 
 

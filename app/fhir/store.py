@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from app.search.index_values import IndexRows
+from app.search.query import SearchRequest
+
 T = TypeVar("T")
 
 
@@ -60,6 +63,14 @@ class HistoryPage:
     total: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    matches: list[VersionRecord]
+    includes: list[VersionRecord]
+    total: int | None  # None: not counted (asked not to, or more than the counting cap)
+    has_more: bool
+
+
 class WriteConflictError(Exception):
     """Another writer got there first (unique key, serialisation failure): retry the write."""
 
@@ -74,11 +85,13 @@ class WriteTx(Protocol):
 
     def current_content(self, state: CurrentState) -> bytes | None: ...
 
-    def insert(self, record: VersionRecord) -> None:
-        """Store the first version of a new resource (WriteConflictError if the id exists)."""
+    def insert(self, record: VersionRecord, index: IndexRows) -> None:
+        """Store the first version of a new resource (WriteConflictError if the id exists),
+        with its search index rows."""
 
-    def append(self, state: CurrentState, record: VersionRecord) -> None:
-        """Store the next version of an existing resource and make it current."""
+    def append(self, state: CurrentState, record: VersionRecord, index: IndexRows) -> None:
+        """Store the next version of an existing resource, make it current, and replace its
+        index rows (none for a delete)."""
 
 
 class Store(Protocol):
@@ -91,6 +104,8 @@ class Store(Protocol):
     ) -> VersionRecord | None: ...
 
     def history(self, query: HistoryQuery) -> HistoryPage: ...
+
+    def search(self, request: SearchRequest) -> SearchPage: ...
 
 
 def run_write(store: Store, work: Callable[[WriteTx], T], attempts: int = 5) -> T:

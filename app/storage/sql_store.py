@@ -15,9 +15,11 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -26,12 +28,17 @@ from app.fhir.store import (
     CurrentState,
     HistoryPage,
     HistoryQuery,
+    SearchPage,
     StorageUnavailableError,
     VersionRecord,
     WriteConflictError,
 )
+from app.search.index_values import IndexRows
+from app.search.query import SearchRequest
+from app.storage import search_sql
 from app.storage.engine import SQLITE_BEGIN, is_sqlite
 from app.storage.prepared import Prepared
+from app.storage.tables import INDEX_TABLES
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
 
@@ -87,6 +94,16 @@ class _Statements:
             ),
             dialect,
         )
+        # Index rows: plain positional SQL, written with executemany.
+        mark = "?" if dialect.name == "sqlite" else "%s"
+        self.insert_index = {
+            kind: f"INSERT INTO {table.name} ({', '.join(c.name for c in table.columns)}) "
+            f"VALUES ({', '.join(mark for _ in table.columns)})"
+            for kind, table in INDEX_TABLES.items()
+        }
+        self.delete_index = [
+            f"DELETE FROM {table.name} WHERE res_key = {mark}" for table in INDEX_TABLES.values()
+        ]
         self.update_resource = Prepared(
             update(r)
             .where(r.c.res_key == bindparam("key"))
@@ -126,7 +143,7 @@ class SqlWriteTx:
         )
         return bytes(row[0]) if row is not None and row[0] is not None else None
 
-    def insert(self, record: VersionRecord) -> None:
+    def insert(self, record: VersionRecord, index: IndexRows) -> None:
         # A unique violation aborts the whole transaction; run_write starts it again.
         row = self._sql.insert_resource.one_or_none(
             self._cursor,
@@ -140,9 +157,13 @@ class SqlWriteTx:
         )
         assert row is not None
         self._insert_version(row[0], record)
+        self._insert_index(row[0], record.resource_type, index)
 
-    def append(self, state: CurrentState, record: VersionRecord) -> None:
+    def append(self, state: CurrentState, record: VersionRecord, index: IndexRows) -> None:
         self._insert_version(state.key, record)
+        for delete in self._sql.delete_index:
+            self._cursor.execute(delete, (state.key,))
+        self._insert_index(state.key, record.resource_type, index)
         self._sql.update_resource.execute(
             self._cursor,
             {
@@ -152,6 +173,12 @@ class SqlWriteTx:
                 "del": record.deleted,
             },
         )
+
+    def _insert_index(self, key: int, resource_type: str, index: IndexRows) -> None:
+        for kind, sql in self._sql.insert_index.items():
+            rows = getattr(index, kind)
+            if rows:
+                self._cursor.executemany(sql, [(key, resource_type, *row) for row in rows])
 
     def _insert_version(self, key: int, record: VersionRecord) -> None:
         self._sql.insert_version.execute(
@@ -246,6 +273,9 @@ class SqlStore:
             cursor.close()
         return _record(resource_type, resource_id, row) if row is not None else None
 
+    def search(self, request: SearchRequest) -> SearchPage:
+        return search_store(self, request)
+
     def history(self, query: HistoryQuery) -> HistoryPage:
         conditions: list[Any] = []
         if query.resource_type is not None:
@@ -298,6 +328,83 @@ class SqlStore:
         # columns: version_key, resource_type, resource_id, then the version's four
         entries = [(row[0], _record(row[1], row[2], tuple(row[3:]))) for row in rows]
         return HistoryPage(entries, rows[-1].version_key if more and rows else None, total)
+
+
+_COUNT_CAP = 10_000  # a total past this is not counted (answered without `total`)
+_MAX_INCLUDES = 1_000  # included resources per page, all _include/_revinclude steps together
+_MAX_ITERATIONS = 4
+_PAGE_COLUMNS = (r.c.res_key, r.c.resource_type, r.c.resource_id, *_VERSION_COLUMNS)
+
+
+def _page_record(row: Any) -> VersionRecord:
+    return _record(row[1], row[2], tuple(row[3:]))
+
+
+def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
+    conds = search_sql.where_clause(request)
+    with store._reading() as conn:
+        rows: list[Any] = []
+        if request.summary != "count" and request.count > 0:
+            statement = (
+                select(*_PAGE_COLUMNS)
+                .select_from(_CURRENT_JOIN)
+                .where(*conds)
+                .order_by(*search_sql.order_by(request))
+                .limit(request.count + 1)
+                .offset(request.offset)
+            )
+            rows = list(conn.execute(statement).all())
+        has_more = len(rows) > request.count
+        rows = rows[: request.count]
+        total = None
+        if request.total != "none" or request.summary == "count":
+            if not has_more and rows and request.summary != "count":
+                total = request.offset + len(rows)
+            else:
+                capped = select(r.c.res_key).where(*conds).limit(_COUNT_CAP).subquery()
+                counted = conn.execute(select(func.count()).select_from(capped)).scalar_one()
+                total = counted if counted < _COUNT_CAP else None
+        includes = _includes(conn, request, rows) if request.includes and rows else []
+    return SearchPage([_page_record(row) for row in rows], includes, total, has_more)
+
+
+def _includes(conn: Connection, request: SearchRequest, rows: list[Any]) -> list[VersionRecord]:
+    seen = {(row[1], row[2]) for row in rows}
+    keys = [row[0] for row in rows]
+    refs = [(row[1], row[2]) for row in rows]
+    found: list[VersionRecord] = []
+    for step in range(_MAX_ITERATIONS):
+        new_rows: list[Any] = []
+        for include in request.includes:
+            if step > 0 and not include.iterate:
+                continue
+            if include.reverse:
+                sources = search_sql.revinclude_sources(refs, include)
+                condition = r.c.res_key.in_(sources)
+            else:
+                pairs = [tuple(p) for p in conn.execute(search_sql.include_targets(keys, include))]
+                pairs = [p for p in pairs if p not in seen]
+                if not pairs:
+                    continue
+                condition = tuple_(r.c.resource_type, r.c.resource_id).in_(pairs)
+            statement = (
+                select(*_PAGE_COLUMNS)
+                .select_from(_CURRENT_JOIN)
+                .where(condition, r.c.deleted == false())
+                .limit(_MAX_INCLUDES)
+            )
+            for row in conn.execute(statement):
+                if (row[1], row[2]) not in seen:
+                    seen.add((row[1], row[2]))
+                    new_rows.append(row)
+        if not new_rows:
+            break
+        found.extend(_page_record(row) for row in new_rows)
+        if len(found) >= _MAX_INCLUDES:
+            break
+        keys = [row[0] for row in new_rows]
+        refs = [(row[1], row[2]) for row in new_rows]
+    return found[:_MAX_INCLUDES]
 
 
 def _record(resource_type: str, resource_id: str, row: tuple[Any, ...]) -> VersionRecord:

@@ -6,11 +6,13 @@ A version's JSON is stored once, in resource_version; a read joins the current r
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -68,3 +70,107 @@ def _table(model: type[SQLModel]) -> Table:
 resource_table = _table(ResourceRow)
 version_table = _table(ResourceVersionRow)
 metadata = SQLModel.metadata
+
+
+# -- search index: one table per parameter type, rewritten with each version -------------------
+# Every row carries the resource key, type and parameter code; indexes lead with (type, param,
+# value) and end with res_key, so a criterion is answered from the index alone.
+def _index_table(name: str, *columns: Column[Any], indexes: list[tuple[str, ...]]) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("res_key", BigKey, ForeignKey("resource.res_key"), nullable=False),
+        Column("resource_type", String(64), nullable=False),
+        Column("param", String(100), nullable=False),
+        *columns,
+    )
+    Index(f"ix_{name}_res_key", table.c.res_key)
+    for number, cols in enumerate(indexes):
+        Index(
+            f"ix_{name}_{number}",
+            table.c.resource_type,
+            table.c.param,
+            *(table.c[c] for c in cols),
+            table.c.res_key,
+        )
+    return table
+
+
+token_table = _index_table(
+    "search_token",
+    Column("system", String(255)),
+    Column("code", String(255)),
+    Column("text", String(255)),
+    indexes=[("code", "system"), ("text",)],
+)
+string_table = _index_table(
+    "search_string",
+    Column("norm", String(255), nullable=False),
+    Column("exact", String(1024), nullable=False),
+    indexes=[("norm",)],
+)
+date_table = _index_table(
+    "search_date",
+    Column("low", BigInteger, nullable=False),
+    Column("high", BigInteger, nullable=False),
+    indexes=[("low",), ("high",)],
+)
+number_table = _index_table(
+    "search_number",
+    Column("value", Float, nullable=False),
+    indexes=[("value",)],
+)
+quantity_table = _index_table(
+    "search_quantity",
+    Column("value", Float, nullable=False),
+    Column("system", String(255)),
+    Column("code", String(255)),
+    Column("canon_value", Float),
+    Column("canon_code", String(255)),
+    indexes=[("code", "value"), ("canon_code", "canon_value"), ("value",)],
+)
+reference_table = _index_table(
+    "search_reference",
+    Column("target_type", String(64)),
+    Column("target_id", String(64)),
+    Column("url", String(1024)),
+    indexes=[("target_id", "target_type"), ("url",)],
+)
+Index(
+    "ix_search_reference_target",
+    reference_table.c.target_type,
+    reference_table.c.target_id,
+    reference_table.c.resource_type,
+    reference_table.c.param,
+    reference_table.c.res_key,
+)
+uri_table = _index_table(
+    "search_uri",
+    Column("value", String(1024), nullable=False),
+    indexes=[("value",)],
+)
+# Composites pair a token (the first component) with a second component of any type.
+composite_table = _index_table(
+    "search_composite",
+    Column("c1_system", String(255)),
+    Column("c1_code", String(255)),
+    Column("c2_system", String(255)),
+    Column("c2_code", String(255)),
+    Column("c2_value", Float),
+    Column("c2_canon_value", Float),
+    Column("c2_canon_code", String(255)),
+    Column("c2_low", BigInteger),
+    Column("c2_high", BigInteger),
+    Column("c2_text", String(255)),
+    indexes=[("c1_code", "c1_system")],
+)
+INDEX_TABLES = {
+    "token": token_table,
+    "string": string_table,
+    "date": date_table,
+    "number": number_table,
+    "quantity": quantity_table,
+    "reference": reference_table,
+    "uri": uri_table,
+    "composite": composite_table,
+}

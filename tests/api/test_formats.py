@@ -140,6 +140,7 @@ def test_capability_statement_describes_what_is_implemented(client: Client) -> N
     ):
         codes = {i["code"] for i in by_type[name]["interaction"]}
         assert codes == {
+            "search-type",
             "read",
             "vread",
             "update",

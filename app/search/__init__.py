@@ -1,0 +1,1 @@
+"""Search: the parameter registry, query parsing, index extraction."""

@@ -1,0 +1,163 @@
+"""All index rows of one resource: every search parameter of its type, evaluated once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from app.search import index_values as iv
+from app.search.extract import Extractor, compile_expression
+from app.search.registry import SearchParamDef, by_url, expression_for, params_for
+
+# Answered from the resource table itself, not from index rows.
+RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
+_RELATIVE_STEP = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:\.as\(([A-Za-z]+)\))?$")
+
+
+def _relative(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
+    """A composite component's expression, relative to its root element (`code`,
+    `value.as(Quantity)`, `valueQuantity`)."""
+    steps: list[str] = []
+    for part in re.split(r"\.(?![^(]*\))", expression.strip()):
+        match = _RELATIVE_STEP.match(part.strip())
+        if not match:
+            return lambda root: []
+        name, cast = match.groups()
+        steps.append(name + cast[0].upper() + cast[1:] if cast else name)
+
+    def extract(root: dict[str, Any]) -> list[Any]:
+        values: list[Any] = [root]
+        for step in steps:
+            found: list[Any] = []
+            for value in values:
+                item = value.get(step) if isinstance(value, dict) else None
+                if isinstance(item, list):
+                    found.extend(item)
+                elif item is not None:
+                    found.append(item)
+            values = found
+        return values
+
+    return extract
+
+
+Component = tuple[str, Callable[[dict[str, Any]], list[Any]]]
+
+
+class _Plan:
+    """What to evaluate for one resource type: (code, type, extractor) per parameter."""
+
+    def __init__(self, resource_type: str) -> None:
+        self.simple: list[tuple[str, str, Extractor]] = []
+        self.composites: list[
+            tuple[str, Extractor, list[tuple[str, Callable[..., list[Any]]]]]
+        ] = []
+        for code, definition in sorted(params_for(resource_type).items()):
+            if code in RESOURCE_COLUMNS or definition.type == "special":
+                continue
+            expression = expression_for(definition, resource_type)
+            if not expression:
+                continue
+            extractor = compile_expression(expression)
+            if definition.type == "composite":
+                parts = self._components(definition)
+                if parts:
+                    self.composites.append((code, extractor, parts))
+            else:
+                self.simple.append((code, definition.type, extractor))
+
+    @staticmethod
+    def _components(definition: SearchParamDef) -> list[Component]:
+        parts = []
+        for url, expression in definition.components[:2]:
+            component = by_url(url)
+            if component is None:
+                return []
+            parts.append((component.type, _relative(expression)))
+        return parts if len(parts) == 2 else []
+
+
+@cache
+def _plan(resource_type: str) -> _Plan:
+    return _Plan(resource_type)
+
+
+def index_rows(resource: dict[str, Any]) -> iv.IndexRows:
+    rows = iv.IndexRows()
+    plan = _plan(resource["resourceType"])
+    for code, kind, extractor in plan.simple:
+        values = extractor(resource)
+        if not values:
+            continue
+        if kind == "token":
+            for value in values:
+                for system, token, text in iv.tokens(value):
+                    rows.token.add((code, system, token, text))
+                for system, typed in iv.identifier_types(value):
+                    rows.token.add((f"{code}:of-type", system, typed, None))
+        elif kind == "string":
+            for value in values:
+                for text in iv.strings(value):
+                    rows.string.add((code, iv.fold(text)[:255], text[:1024]))
+        elif kind == "date":
+            for value in values:
+                for low, high in iv.date_ranges(value):
+                    rows.date.add((code, low, high))
+        elif kind == "number":
+            for value in values:
+                for number in iv.numbers(value):
+                    rows.number.add((code, number))
+        elif kind == "quantity":
+            for value in values:
+                for quantity in iv.quantities(value):
+                    rows.quantity.add((code, *quantity))
+        elif kind == "reference":
+            for value in values:
+                for target in iv.references(value, resource):
+                    rows.reference.add((code, *target))
+        elif kind == "uri":
+            for value in values:
+                for uri in iv.uris(value):
+                    rows.uri.add((code, uri))
+    for code, roots, parts in plan.composites:
+        for root in roots(resource):
+            _composite_rows(rows, code, root, parts)
+    return rows
+
+
+def _composite_rows(
+    rows: iv.IndexRows, code: str, root: Any, parts: list[tuple[str, Callable[..., list[Any]]]]
+) -> None:
+    (first_type, first), (second_type, second) = parts
+    if first_type != "token" or not isinstance(root, dict):
+        return
+    firsts = [t for value in first(root) for t in iv.tokens(value) if t[1] is not None]
+    for value in second(root):
+        for c2 in _second_values(second_type, value):
+            for system, token, _ in firsts:
+                rows.composite.add((code, system, token, *c2))
+
+
+def _second_values(kind: str, value: Any) -> list[tuple[Any, ...]]:
+    """(system, code, value, canon value, canon code, low, high, text) for the 2nd component."""
+    if kind == "token":
+        return [
+            (s, c, None, None, None, None, None, None)
+            for s, c, _ in iv.tokens(value)
+            if c is not None
+        ]
+    if kind == "quantity":
+        return [(s, c, v, cv, cc, None, None, None) for v, s, c, cv, cc in iv.quantities(value)]
+    if kind == "date":
+        return [
+            (None, None, None, None, None, low, high, None) for low, high in iv.date_ranges(value)
+        ]
+    if kind == "string":
+        return [
+            (None, None, None, None, None, None, None, iv.fold(t)[:255]) for t in iv.strings(value)
+        ]
+    if kind == "number":
+        return [(None, None, n, None, None, None, None, None) for n in iv.numbers(value)]
+    return []

@@ -1,0 +1,48 @@
+"""Rebuild every current resource's search index rows (after the index schema or the registry
+changes). Runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, false, insert, select
+
+from app.search.indexer import index_rows
+from app.storage.tables import INDEX_TABLES
+from app.storage.tables import resource_table as r
+from app.storage.tables import version_table as v
+
+_BATCH = 500
+
+
+def reindex(connection: Connection) -> int:
+    """Recompute the index rows of every current resource; returns how many were indexed."""
+    for table in INDEX_TABLES.values():
+        connection.execute(delete(table))
+    current = (
+        select(r.c.res_key, r.c.resource_type, v.c.content)
+        .select_from(r.join(v, and_(v.c.res_key == r.c.res_key, v.c.version_id == r.c.version_id)))
+        .where(r.c.deleted == false())
+        .order_by(r.c.res_key)
+    )
+    count = 0
+    last_key = -1
+    while True:
+        rows = connection.execute(current.where(r.c.res_key > last_key).limit(_BATCH)).all()
+        if not rows:
+            return count
+        batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in INDEX_TABLES}
+        for res_key, resource_type, content in rows:
+            index = index_rows(orjson.loads(content))
+            for kind, table in INDEX_TABLES.items():
+                names = [c.name for c in table.columns]
+                for row in getattr(index, kind):
+                    batches[kind].append(
+                        dict(zip(names, (res_key, resource_type, *row), strict=True))
+                    )
+        for kind, values in batches.items():
+            if values:
+                connection.execute(insert(INDEX_TABLES[kind]), values)
+        count += len(rows)
+        last_key = rows[-1][0]

@@ -1,0 +1,363 @@
+"""A SearchRequest as SQL: one statement for the page (each criterion a subquery of matching
+resource keys over its index table), one for the total, one per include step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.sql.elements import UnaryExpression
+
+from app.search.dates import EPOCH, to_us
+from app.search.index_values import fold
+from app.search.query import (
+    ANY_TYPE,
+    Chain,
+    CompositeValue,
+    Criterion,
+    Has,
+    RangeValue,
+    ReferenceValue,
+    SearchRequest,
+    TokenValue,
+)
+from app.search.registry import by_url, param
+from app.storage.tables import INDEX_TABLES
+from app.storage.tables import resource_table as r
+
+_SORT_COLUMN = {
+    "date": ("low", "high"),
+    "string": ("norm", "norm"),
+    "token": ("code", "code"),
+    "number": ("value", "value"),
+    "quantity": ("value", "value"),
+    "reference": ("target_id", "target_id"),
+    "uri": ("value", "value"),
+}
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _dt(us: float) -> datetime:
+    return EPOCH + timedelta(microseconds=int(us))
+
+
+# -- value conditions ----------------------------------------------------------------------------
+def _range(
+    prefix: str,
+    low: Any,
+    high: Any,
+    v: RangeValue,
+    point_col: Any = None,
+    low_col: Any = None,
+    high_col: Any = None,
+) -> ColumnElement[bool]:
+    """A prefix comparison. Dates compare ranges (low_col/high_col); numbers and quantities
+    compare the stored point (point_col) with the search value's implicit range."""
+    if point_col is not None:
+        p = point_col
+        if prefix == "eq":
+            return and_(p >= low, p < high)
+        if prefix == "ne":
+            return or_(p < low, p >= high)
+        if prefix in {"gt", "sa"}:
+            return p > v.point
+        if prefix in {"lt", "eb"}:
+            return p < v.point
+        if prefix == "ge":
+            return p >= v.point
+        if prefix == "le":
+            return p <= v.point
+        margin = abs(v.point) * 0.1  # ap: within 10% (search.html#prefix)
+        return and_(p >= v.point - margin, p <= v.point + margin)
+    lo, hi = low_col, high_col
+    eq = and_(lo >= low, hi <= high)
+    if prefix == "eq":
+        return eq
+    if prefix == "ne":
+        return or_(lo < low, hi > high)
+    if prefix == "gt":
+        return hi > high
+    if prefix == "lt":
+        return lo < low
+    if prefix == "ge":
+        return or_(hi > high, eq)
+    if prefix == "le":
+        return or_(lo < low, eq)
+    if prefix == "sa":
+        return lo > high
+    if prefix == "eb":
+        return hi < low
+    # ap: overlap with the search range widened by 10% of its distance from now
+    now_us = to_us(datetime.now(UTC))
+    margin = max(abs(now_us - v.low) * 0.1, 86_400_000_000)
+    return and_(lo <= high + margin, hi >= low - margin)
+
+
+def _token(
+    t: Any, value: TokenValue, system_col: str = "system", code_col: str = "code"
+) -> ColumnElement[bool]:
+    conds = []
+    if value.code is not None:
+        conds.append(t.c[code_col] == value.code)
+    if value.no_system:
+        conds.append(t.c[system_col].is_(None))
+    elif value.system is not None:
+        conds.append(t.c[system_col] == value.system)
+    return and_(*conds) if conds else true()
+
+
+def _date_value(value: RangeValue, lo: Any, hi: Any) -> ColumnElement[bool]:
+    return _range(value.prefix, int(value.low), int(value.high), value, low_col=lo, high_col=hi)
+
+
+def _quantity(
+    t: Any,
+    value: RangeValue,
+    prefix: str = "",
+) -> ColumnElement[bool]:
+    cols = {
+        name: t.c[prefix + name]
+        for name in ("value", "system", "code", "canon_value", "canon_code")
+    }
+    if value.canonical:
+        return and_(
+            cols["canon_code"] == value.code,
+            _range(value.prefix, value.low, value.high, value, cols["canon_value"]),
+        )
+    conds = [_range(value.prefix, value.low, value.high, value, cols["value"])]
+    if value.code is not None:
+        conds.append(cols["code"] == value.code)
+    if value.system is not None:
+        conds.append(cols["system"] == value.system)
+    return and_(*conds)
+
+
+def _reference(t: Table, value: ReferenceValue) -> ColumnElement[bool]:
+    local = None
+    if value.target_id is not None:
+        local = t.c.target_id == value.target_id
+        if value.target_type is not None:
+            local = and_(local, t.c.target_type == value.target_type)
+    if value.url is not None:
+        by_url_cond = t.c.url == value.url
+        return or_(by_url_cond, local) if local is not None else by_url_cond
+    assert local is not None
+    return local
+
+
+def _composite(t: Table, criterion: Criterion, value: CompositeValue) -> ColumnElement[bool]:
+    first = _token(t, value.first, "c1_system", "c1_code")
+    assert criterion.definition is not None
+    second_def = by_url(criterion.definition.components[1][0])
+    assert second_def is not None
+    second = value.second
+    if second_def.type == "token":
+        cond = _token(t, second, "c2_system", "c2_code")
+    elif second_def.type == "quantity":
+        cond = _quantity(t, second, "c2_")
+    elif second_def.type == "date":
+        cond = _date_value(second, t.c.c2_low, t.c.c2_high)
+    elif second_def.type == "number":
+        cond = _range(second.prefix, second.low, second.high, second, t.c.c2_value)
+    else:
+        cond = t.c.c2_text.like(_like_prefix(fold(second)), escape="\\")
+    return and_(first, cond)
+
+
+def _value_condition(t: Table, criterion: Criterion, value: Any) -> ColumnElement[bool]:
+    kind, modifier = criterion.kind, criterion.modifier
+    if kind == "token":
+        if modifier == "text":
+            return t.c.text.like(_like_prefix(value), escape="\\")
+        return _token(t, value)
+    if kind == "string":
+        if modifier == "exact":
+            return t.c.exact == value
+        if modifier == "contains":
+            return t.c.norm.like("%" + _like_prefix(fold(value)), escape="\\")
+        return t.c.norm.like(_like_prefix(fold(value)), escape="\\")
+    if kind == "date":
+        return _date_value(value, t.c.low, t.c.high)
+    if kind == "number":
+        return _range(value.prefix, value.low, value.high, value, t.c.value)
+    if kind == "quantity":
+        return _quantity(t, value)
+    if kind == "reference":
+        return _reference(t, value)
+    if kind == "uri":
+        if modifier == "below":
+            return t.c.value.like(_like_prefix(value), escape="\\")
+        if modifier == "above":
+            return literal(value).like(t.c.value + "%")
+        return t.c.value == value
+    if kind == "composite":
+        return _composite(t, criterion, value)
+    raise AssertionError(kind)
+
+
+# -- criteria ------------------------------------------------------------------------------------
+def _type_filter(column: Any, resource_type: str) -> ColumnElement[bool]:
+    return true() if resource_type == ANY_TYPE else column == resource_type
+
+
+def matching_keys(criterion: Criterion | Chain | Has) -> tuple[Select[Any], bool]:
+    """A SELECT of the resource keys the criterion selects, and whether to negate it (:not,
+    :missing=true select by what is absent)."""
+    if isinstance(criterion, Chain):
+        return _chain(criterion), False
+    if isinstance(criterion, Has):
+        return _has(criterion), False
+    rt = criterion.resource_type
+    if criterion.kind == "_id":
+        return select(r.c.res_key).where(
+            _type_filter(r.c.resource_type, rt), r.c.resource_id.in_(criterion.values)
+        ), False
+    if criterion.kind == "_lastUpdated":
+        conds = [
+            _range(
+                v.prefix,
+                _dt(v.low),
+                _dt(v.high + 1),
+                v,
+                low_col=r.c.last_updated,
+                high_col=r.c.last_updated,
+            )
+            for v in criterion.values
+        ]
+        return select(r.c.res_key).where(_type_filter(r.c.resource_type, rt), or_(*conds)), False
+    table = INDEX_TABLES[criterion.kind]
+    code = criterion.code + (":of-type" if criterion.modifier == "of-type" else "")
+    base = [_type_filter(table.c.resource_type, rt), table.c.param == code]
+    if criterion.modifier == "missing":
+        return select(table.c.res_key).where(*base), bool(criterion.missing)
+    conds = [_value_condition(table, criterion, value) for value in criterion.values]
+    keys = select(table.c.res_key).where(*base, or_(*conds))
+    return keys, criterion.modifier == "not"
+
+
+def _keys_condition(column: Any, criterion: Criterion | Chain | Has) -> ColumnElement[bool]:
+    keys, negate = matching_keys(criterion)
+    return column.not_in(keys) if negate else column.in_(keys)
+
+
+def _chain(chain: Chain) -> Select[Any]:
+    x = INDEX_TABLES["reference"].alias()
+    target = chain.target_types[0]
+    target_row = r.alias()
+    targets = select(target_row.c.resource_id).where(
+        target_row.c.resource_type == target,
+        target_row.c.deleted == false(),
+        _keys_condition(target_row.c.res_key, chain.inner),
+    )
+    return select(x.c.res_key).where(
+        _type_filter(x.c.resource_type, chain.resource_type),
+        x.c.param == chain.code,
+        x.c.target_type == target,
+        x.c.target_id.in_(targets),
+    )
+
+
+def _has(has: Has) -> Select[Any]:
+    x = INDEX_TABLES["reference"].alias()
+    referenced = select(x.c.target_id).where(
+        x.c.resource_type == has.source_type,
+        x.c.param == has.code,
+        x.c.target_type == has.resource_type,
+        _keys_condition(x.c.res_key, has.inner),
+    )
+    row = r.alias()
+    return select(row.c.res_key).where(
+        row.c.resource_type == has.resource_type, row.c.resource_id.in_(referenced)
+    )
+
+
+def where_clause(request: SearchRequest) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [r.c.deleted == false()]
+    if request.resource_types:
+        conds.append(r.c.resource_type.in_(request.resource_types))
+    # One resource type: criteria are on it. Several (_type): each criterion was parsed per
+    # type; a resource must match its own type's version of every parameter.
+    by_type: dict[str, list[Criterion | Chain | Has]] = {}
+    for criterion in request.criteria:
+        by_type.setdefault(criterion.resource_type, []).append(criterion)
+    if len(by_type) <= 1 or ANY_TYPE in by_type:
+        conds.extend(_keys_condition(r.c.res_key, c) for c in request.criteria)
+    else:
+        conds.append(
+            or_(
+                *(
+                    and_(r.c.resource_type == t, *(_keys_condition(r.c.res_key, c) for c in cs))
+                    for t, cs in by_type.items()
+                )
+            )
+        )
+    return conds
+
+
+def order_by(request: SearchRequest) -> list[Any]:
+    keys: list[Any] = []
+    for code, descending in request.sort:
+        if code == "_id":
+            column: Any = r.c.resource_id
+        elif code == "_lastUpdated":
+            column = r.c.last_updated
+        else:
+            column = _sort_subquery(request, code, descending)
+        ordered: UnaryExpression[Any] = column.desc() if descending else column.asc()
+        keys.append(ordered.nulls_last())
+    keys.append(r.c.res_key)
+    return keys
+
+
+def _sort_subquery(request: SearchRequest, code: str, descending: bool) -> Any:
+    definition = next((d for t in request.resource_types if (d := param(t, code))), None)
+    if definition is None or definition.type not in _SORT_COLUMN:
+        return literal(None)
+    table = INDEX_TABLES[definition.type].alias()
+    ascending_col, descending_col = _SORT_COLUMN[definition.type]
+    aggregate = (
+        func.max(table.c[descending_col]) if descending else func.min(table.c[ascending_col])
+    )
+    return (
+        select(aggregate)
+        .where(table.c.res_key == r.c.res_key, table.c.param == code)
+        .scalar_subquery()
+    )
+
+
+def include_targets(keys: list[int], include: Any) -> Select[Any]:
+    """(target type, target id) pairs that the resources `keys` point at through `include`."""
+    x = INDEX_TABLES["reference"]
+    conds = [x.c.res_key.in_(keys), x.c.target_id.is_not(None)]
+    if include.code != "*":
+        conds += [x.c.param == include.code, x.c.resource_type == include.source_type]
+    if include.target_type:
+        conds.append(x.c.target_type == include.target_type)
+    return select(x.c.target_type, x.c.target_id).where(*conds).distinct()
+
+
+def revinclude_sources(targets: list[tuple[str, str]], include: Any) -> Select[Any]:
+    """Keys of resources of the include's source type that point at any of `targets`."""
+    x = INDEX_TABLES["reference"]
+    conds = [tuple_(x.c.target_type, x.c.target_id).in_(targets)]
+    if include.source_type != "*":
+        conds.append(x.c.resource_type == include.source_type)
+    if include.code != "*":
+        conds.append(x.c.param == include.code)
+    return select(x.c.res_key).where(*conds).distinct()
