@@ -87,6 +87,7 @@ def _types(pairs: list[tuple[str, str]]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+@router.get("/", include_in_schema=False)
 @router.get(
     "", summary="search-system: search across resource types (_type, _id, ...)", tags=["system"]
 )

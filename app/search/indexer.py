@@ -13,19 +13,20 @@ from app.search.registry import SearchParamDef, by_url, expression_for, params_f
 
 # Answered from the resource table itself, not from index rows.
 RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
-_RELATIVE_STEP = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:\.as\(([A-Za-z]+)\))?$")
 
 
 def _relative(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
     """A composite component's expression, relative to its root element (`code`,
     `value.as(Quantity)`, `valueQuantity`)."""
     steps: list[str] = []
-    for part in re.split(r"\.(?![^(]*\))", expression.strip()):
-        match = _RELATIVE_STEP.match(part.strip())
-        if not match:
+    for part in expression.strip().split("."):
+        cast = re.fullmatch(r"as\(([A-Za-z]+)\)", part.strip())
+        if cast and steps:
+            steps[-1] += cast.group(1)[0].upper() + cast.group(1)[1:]
+        elif re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", part.strip()):
+            steps.append(part.strip())
+        else:
             return lambda root: []
-        name, cast = match.groups()
-        steps.append(name + cast[0].upper() + cast[1:] if cast else name)
 
     def extract(root: dict[str, Any]) -> list[Any]:
         values: list[Any] = [root]
