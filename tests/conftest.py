@@ -90,7 +90,12 @@ def empty_database(url: str, engines: dict[str, Engine]) -> None:
     engine = engines.get(url)
     if engine is None:
         engine = engines[url] = make_engine(Settings(DATABASE_URL=url))
-    tables = [*(t.name for t in INDEX_TABLES.values()), "resource_version", "resource"]
+    tables = [
+        *(t.name for t in INDEX_TABLES.values()),
+        "search_date_span",
+        "resource_version",
+        "resource",
+    ]
     with engine.begin() as conn:
         if is_sqlite(engine):
             for table in tables:

@@ -74,7 +74,7 @@ def parse_range(text: str, name: str) -> tuple[datetime, datetime]:
         else:
             step = timedelta(seconds=1)
         return low, low + step
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # no such day; or beyond years 1-9999 (UTC)
         raise BadRequestError(
             f"Parameter '{name}': '{text}' is not a valid date: {exc}", (name,)
         ) from None

@@ -46,6 +46,15 @@ TYPE_MODIFIERS: dict[str, set[str]] = {
     "composite": {"missing"},
 }
 SUMMARY_VALUES = {"true", "false", "text", "data", "count"}
+# Numbers are compared as floats: a search value (and its implicit range) must stay well inside
+# float range (below 1e300), and its exponent inside what Decimal arithmetic takes (beyond, it
+# raises Overflow or InvalidOperation).
+MAX_ADJUSTED_EXPONENT = 299
+MIN_EXPONENT = -1000
+MAX_OFFSET = 2**63 - 1  # SQL's largest integer
+# Chained (`a.b`) and reverse-chained (`_has:`) links in one parameter name. Each link is a level
+# of recursion here and a nested subquery in SQL; hundreds ran out of Python's stack.
+MAX_CHAIN_DEPTH = 10
 TOTAL_VALUES = {"none", "estimate", "accurate"}
 
 
@@ -95,6 +104,7 @@ class Criterion:
     values: tuple[Any, ...]
     definition: SearchParamDef | None = None
     missing: bool | None = None  # :missing=true/false
+    same_row: bool = False  # values AND on one index row (merged range bounds), not OR
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +215,14 @@ def _decimal(text: str, name: str) -> Decimal:
         raise BadRequestError(f"Parameter '{name}': '{text}' is not a number", (name,)) from None
     if not number.is_finite():
         raise BadRequestError(f"Parameter '{name}': '{text}' is not a number", (name,))
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < MIN_EXPONENT or number.adjusted() > MAX_ADJUSTED_EXPONENT:  # no arithmetic
+        raise BadRequestError(
+            f"Parameter '{name}': '{text}' is out of range (magnitude below 1e300, precision "
+            f"to 1e{MIN_EXPONENT} at most)",
+            (name,),
+        )
     return number
 
 
@@ -321,6 +339,10 @@ def parse_criterion(
     resource_type: str, name: str, raw_values: list[str]
 ) -> Criterion | Chain | Has | None:
     """One `name=value` pair on `resource_type`, or None if the parameter is unknown."""
+    if name.count(".") + name.count("_has:") > MAX_CHAIN_DEPTH:
+        raise BadRequestError(
+            f"Parameter '{name}': more than {MAX_CHAIN_DEPTH} chained or _has links", (name,)
+        )
     if name.startswith("_has:"):
         return _parse_has(resource_type, name, raw_values)
     head, _, chained = name.partition(".")
@@ -450,10 +472,20 @@ def _KNOWN_TYPES() -> frozenset[str]:
 
 
 # -- result parameters ---------------------------------------------------------------------------
+def _whole_number(text: str) -> int | None:
+    """ASCII digits as an int, or None. (str.isdigit also takes '²' and other digits int()
+    refuses; numbers of 20 digits or more, which int() refuses past 4300, read as 10**19.)"""
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) < 20 else 10**19
+
+
 def _count(text: str, default: int, maximum: int) -> int:
-    if not text.isdigit():
+    number = _whole_number(text)
+    if number is None:
         raise BadRequestError(f"_count '{text}' is not a whole number of 0 or more", ("_count",))
-    return min(int(text), maximum)
+    return min(number, maximum)
 
 
 def _include(text: str, reverse: bool, iterate: bool) -> Include:
@@ -516,9 +548,12 @@ def _result_parameter(
     if base == "_count":
         request.count = _count(last, request.count, max_count)
     elif base == "_offset":
-        if not last.isdigit():
-            raise BadRequestError(f"_offset '{last}' is not a whole number", ("_offset",))
-        request.offset = int(last)
+        offset = _whole_number(last)
+        if offset is None or offset > MAX_OFFSET:
+            raise BadRequestError(
+                f"_offset '{last}' is not a whole number from 0 to {MAX_OFFSET}", ("_offset",)
+            )
+        request.offset = offset
     elif base == "_sort":
         for value in values:
             for item in value.split(","):

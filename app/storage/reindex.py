@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import Connection, and_, delete, false, insert, select
 
 from app.search.indexer import index_rows
-from app.storage.tables import INDEX_TABLES
+from app.storage.tables import INDEX_TABLES, date_span_table
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
 
@@ -20,6 +20,8 @@ def reindex(connection: Connection) -> int:
     """Recompute the index rows of every current resource; returns how many were indexed."""
     for table in INDEX_TABLES.values():
         connection.execute(delete(table))
+    connection.execute(delete(date_span_table))
+    spans: dict[tuple[str, str], int] = {}
     current = (
         select(r.c.res_key, r.c.resource_type, v.c.content)
         .select_from(r.join(v, and_(v.c.res_key == r.c.res_key, v.c.version_id == r.c.version_id)))
@@ -31,10 +33,22 @@ def reindex(connection: Connection) -> int:
     while True:
         rows = connection.execute(current.where(r.c.res_key > last_key).limit(_BATCH)).all()
         if not rows:
+            if spans:
+                connection.execute(
+                    insert(date_span_table),
+                    [
+                        {"resource_type": t, "param": p, "max_span": s}
+                        for (t, p), s in spans.items()
+                    ],
+                )
             return count
         batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in INDEX_TABLES}
         for res_key, resource_type, content in rows:
             index = index_rows(orjson.loads(content))
+            for param, low, high in index.date:
+                spans[(resource_type, param)] = max(
+                    high - low, spans.get((resource_type, param), -1)
+                )
             for kind, table in INDEX_TABLES.items():
                 names = [c.name for c in table.columns]
                 for row in getattr(index, kind):

@@ -3,6 +3,8 @@ resource keys over its index table), one for the total, one per include step."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +19,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
 )
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -37,6 +38,9 @@ from app.search.query import (
 from app.search.registry import by_url, param
 from app.storage.tables import INDEX_TABLES
 from app.storage.tables import resource_table as r
+from app.storage.tables import version_table as v
+
+_CURRENT_JOIN = r.join(v, and_(v.c.res_key == r.c.res_key, v.c.version_id == r.c.version_id))
 
 _SORT_COLUMN = {
     "date": ("low", "high"),
@@ -86,9 +90,11 @@ def _range(
         margin = abs(v.point) * 0.1  # ap: within 10% (search.html#prefix)
         return and_(p >= v.point - margin, p <= v.point + margin)
     lo, hi = low_col, high_col
-    eq = and_(lo >= low, hi <= high)
+    # Each prefix as search.html defines it, rewritten so one side is a plain range on an
+    # indexed column (lo <= hi always holds): eq = [lo, hi] inside [low, high];
+    # ge = hi > high OR eq, which equals hi >= low AND (hi > high OR lo >= low); le likewise.
     if prefix == "eq":
-        return eq
+        return and_(lo >= low, lo <= high, hi <= high)
     if prefix == "ne":
         return or_(lo < low, hi > high)
     if prefix == "gt":
@@ -96,9 +102,9 @@ def _range(
     if prefix == "lt":
         return lo < low
     if prefix == "ge":
-        return or_(hi > high, eq)
+        return and_(hi >= low, or_(hi > high, lo >= low))
     if prefix == "le":
-        return or_(lo < low, eq)
+        return and_(lo <= high, or_(lo < low, hi <= high))
     if prefix == "sa":
         return lo > high
     if prefix == "eb":
@@ -180,8 +186,28 @@ def _composite(t: Table, criterion: Criterion, value: CompositeValue) -> ColumnE
     return and_(first, cond)
 
 
-def _value_condition(t: Table, criterion: Criterion, value: Any) -> ColumnElement[bool]:
+Spans = Mapping[tuple[str, str], int]
+
+
+def _span_bound(
+    t: Table, criterion: Criterion, value: RangeValue, spans: Spans
+) -> ColumnElement[bool] | None:
+    """high <= (upper bound of low) + widest span: redundant, but it bounds the index scan."""
+    span = spans.get((criterion.resource_type, criterion.code))
+    if span is None:
+        return None
+    upper = {"lt": value.low, "le": value.high, "eq": value.high}.get(value.prefix)
+    return t.c.high <= int(upper) + span if upper is not None else None
+
+
+def _value_condition(
+    t: Table, criterion: Criterion, value: Any, spans: Spans | None = None
+) -> ColumnElement[bool]:
     kind, modifier = criterion.kind, criterion.modifier
+    if kind == "date" and spans:
+        bound = _span_bound(t, criterion, value, spans)
+        condition = _date_value(value, t.c.low, t.c.high)
+        return and_(condition, bound) if bound is not None else condition
     if kind == "token":
         if modifier == "text":
             return t.c.text.like(_like_prefix(value), escape="\\")
@@ -216,47 +242,66 @@ def _type_filter(column: Any, resource_type: str) -> ColumnElement[bool]:
     return true() if resource_type == ANY_TYPE else column == resource_type
 
 
-def matching_keys(criterion: Criterion | Chain | Has) -> tuple[Select[Any], bool]:
+def matching_keys(
+    criterion: Criterion | Chain | Has, spans: Spans | None = None
+) -> tuple[Select[Any], bool]:
     """A SELECT of the resource keys the criterion selects, and whether to negate it (:not,
     :missing=true select by what is absent)."""
     if isinstance(criterion, Chain):
-        return _chain(criterion), False
+        return _chain(criterion, spans), False
     if isinstance(criterion, Has):
-        return _has(criterion), False
+        return _has(criterion, spans), False
     rt = criterion.resource_type
-    if criterion.kind == "_id":
-        return select(r.c.res_key).where(
-            _type_filter(r.c.resource_type, rt), r.c.resource_id.in_(criterion.values)
-        ), False
-    if criterion.kind == "_lastUpdated":
-        conds = [
-            _range(
-                v.prefix,
-                _dt(v.low),
-                _dt(v.high + 1),
-                v,
-                low_col=r.c.last_updated,
-                high_col=r.c.last_updated,
+    if criterion.kind in {"_id", "_lastUpdated"}:
+        row = r.alias()  # its own alias: as an EXISTS probe it must not correlate with `r`
+        if criterion.kind == "_id":
+            match: ColumnElement[bool] = row.c.resource_id.in_(criterion.values)
+        else:
+            match = or_(
+                *(
+                    _range(
+                        v.prefix,
+                        _dt(v.low),
+                        _dt(v.high + 1),
+                        v,
+                        low_col=row.c.last_updated,
+                        high_col=row.c.last_updated,
+                    )
+                    for v in criterion.values
+                )
             )
-            for v in criterion.values
-        ]
-        return select(r.c.res_key).where(_type_filter(r.c.resource_type, rt), or_(*conds)), False
+        return select(row.c.res_key).where(_type_filter(row.c.resource_type, rt), match), False
     table = INDEX_TABLES[criterion.kind]
     code = criterion.code + (":of-type" if criterion.modifier == "of-type" else "")
     base = [_type_filter(table.c.resource_type, rt), table.c.param == code]
     if criterion.modifier == "missing":
         return select(table.c.res_key).where(*base), bool(criterion.missing)
-    conds = [_value_condition(table, criterion, value) for value in criterion.values]
-    keys = select(table.c.res_key).where(*base, or_(*conds))
+    conds = [_value_condition(table, criterion, value, spans) for value in criterion.values]
+    combined = and_(*conds) if criterion.same_row else or_(*conds)
+    keys = select(table.c.res_key).where(*base, combined)
     return keys, criterion.modifier == "not"
 
 
-def _keys_condition(column: Any, criterion: Criterion | Chain | Has) -> ColumnElement[bool]:
-    keys, negate = matching_keys(criterion)
+def _exists(
+    criterion: Criterion | Chain | Has, res_key: Any, spans: Spans | None = None
+) -> ColumnElement[bool]:
+    """The criterion as a correlated EXISTS probe of one candidate's index rows: for the
+    criteria that do not drive the query, this costs per candidate, where IN (subquery) would
+    materialise every matching row of the table first."""
+    keys, negate = matching_keys(criterion, spans)
+    key_column = keys.selected_columns[0]
+    probe = keys.with_only_columns(literal(1)).where(key_column == res_key).exists()
+    return ~probe if negate else probe
+
+
+def _keys_condition(
+    column: Any, criterion: Criterion | Chain | Has, spans: Spans | None = None
+) -> ColumnElement[bool]:
+    keys, negate = matching_keys(criterion, spans)
     return column.not_in(keys) if negate else column.in_(keys)
 
 
-def _chain(chain: Chain) -> Select[Any]:
+def _chain(chain: Chain, spans: Spans | None) -> Select[Any]:
     x = INDEX_TABLES["reference"].alias()
     target = chain.target_types[0]
     target_row = r.alias()
@@ -273,7 +318,7 @@ def _chain(chain: Chain) -> Select[Any]:
     )
 
 
-def _has(has: Has) -> Select[Any]:
+def _has(has: Has, spans: Spans | None) -> Select[Any]:
     x = INDEX_TABLES["reference"].alias()
     referenced = select(x.c.target_id).where(
         x.c.resource_type == has.source_type,
@@ -287,18 +332,75 @@ def _has(has: Has) -> Select[Any]:
     )
 
 
-def where_clause(request: SearchRequest) -> list[ColumnElement[bool]]:
+# How selective a criterion usually is, most first: the first positive one drives the query.
+_SELECTIVITY = {
+    "_id": 0,
+    "reference": 1,
+    "token": 2,
+    "composite": 3,
+    "string": 4,
+    "uri": 5,
+    "date": 6,
+    "quantity": 7,
+    "number": 8,
+    "_lastUpdated": 9,
+}
+
+
+def _rank(criterion: Criterion | Chain | Has) -> int:
+    if isinstance(criterion, Chain):
+        return 1  # a chain usually resolves to a few targets (an identifier, a name)
+    if isinstance(criterion, Has):
+        return 5
+    return _SELECTIVITY.get(criterion.kind, 10)
+
+
+_RANGE_KINDS = {"date", "number", "quantity"}
+
+
+def merge_ranges(criteria: list[Criterion | Chain | Has]) -> list[Criterion | Chain | Has]:
+    """`date=ge2016-01-01&date=lt2017-01-01` as one range that one value must fall in.
+
+    Read literally, each repetition may be met by a different value of a multi-valued element;
+    like HAPI FHIR, this server reads repeated single-valued range criteria on one parameter as
+    bounds on the same value, which is what such queries mean and lets one index range scan
+    answer them (documented in docs/architecture.md)."""
+    merged: dict[tuple[str, str], Criterion] = {}
+    out: list[Criterion | Chain | Has] = []
+    for criterion in criteria:
+        if (
+            isinstance(criterion, Criterion)
+            and criterion.kind in _RANGE_KINDS
+            and criterion.modifier is None
+            and len(criterion.values) == 1
+        ):
+            key = (criterion.resource_type, criterion.code)
+            if key in merged:
+                first = merged[key]
+                merged[key] = replace(first, values=first.values + criterion.values, same_row=True)
+                out[out.index(first)] = merged[key]
+                continue
+            merged[key] = criterion
+        out.append(criterion)
+    return out
+
+
+def from_clause(
+    request: SearchRequest, spans: Spans | None = None
+) -> tuple[Any, list[ColumnElement[bool]]]:
+    """The FROM (current resources, joined to the driving criterion's keys) and the WHERE.
+
+    Planners (SQLite's especially) would otherwise walk every resource of the type and probe
+    each criterion; joining from the most selective criterion's index lookup keeps a search
+    proportional to its matches, not to the table."""
     conds: list[ColumnElement[bool]] = [r.c.deleted == false()]
-    if request.resource_types:
-        conds.append(r.c.resource_type.in_(request.resource_types))
-    # One resource type: criteria are on it. Several (_type): each criterion was parsed per
-    # type; a resource must match its own type's version of every parameter.
     by_type: dict[str, list[Criterion | Chain | Has]] = {}
     for criterion in request.criteria:
         by_type.setdefault(criterion.resource_type, []).append(criterion)
-    if len(by_type) <= 1 or ANY_TYPE in by_type:
-        conds.extend(_keys_condition(r.c.res_key, c) for c in request.criteria)
-    else:
+    source: Any = _CURRENT_JOIN
+    if len(by_type) > 1 and ANY_TYPE not in by_type:
+        # _type with criteria: each resource must match its own type's version of them.
+        conds.append(r.c.resource_type.in_(request.resource_types))
         conds.append(
             or_(
                 *(
@@ -307,7 +409,20 @@ def where_clause(request: SearchRequest) -> list[ColumnElement[bool]]:
                 )
             )
         )
-    return conds
+        return source, conds
+    criteria = merge_ranges(request.criteria)
+    positive = sorted((c for c in criteria if not matching_keys(c, spans)[1]), key=_rank)
+    rest = [c for c in criteria if not positive or c is not positive[0]]
+    if positive:
+        # DISTINCT: one resource can match through several index rows (codings, OR values)
+        driver = matching_keys(positive[0], spans)[0].distinct().subquery()
+        source = driver.join(_CURRENT_JOIN, r.c.res_key == driver.c.res_key)
+        if request.resource_types and ANY_TYPE in by_type:
+            conds.append(r.c.resource_type.in_(request.resource_types))
+    elif request.resource_types:
+        conds.append(r.c.resource_type.in_(request.resource_types))
+    conds.extend(_exists(c, r.c.res_key, spans) for c in rest)
+    return source, conds
 
 
 def order_by(request: SearchRequest) -> list[Any]:
@@ -352,10 +467,21 @@ def include_targets(keys: list[int], include: Any) -> Select[Any]:
     return select(x.c.target_type, x.c.target_id).where(*conds).distinct()
 
 
+def by_type_and_id(
+    type_column: Any, id_column: Any, pairs: list[tuple[str, str]]
+) -> ColumnElement[bool]:
+    """(type, id) IN pairs, as one `type = t AND id IN (...)` per type: row-value IN lists are
+    not answered from an index by SQLite."""
+    ids: dict[str, list[str]] = {}
+    for kind, resource_id in pairs:
+        ids.setdefault(kind, []).append(resource_id)
+    return or_(*(and_(type_column == kind, id_column.in_(values)) for kind, values in ids.items()))
+
+
 def revinclude_sources(targets: list[tuple[str, str]], include: Any) -> Select[Any]:
     """Keys of resources of the include's source type that point at any of `targets`."""
     x = INDEX_TABLES["reference"]
-    conds = [tuple_(x.c.target_type, x.c.target_id).in_(targets)]
+    conds = [by_type_and_id(x.c.target_type, x.c.target_id, targets)]
     if include.source_type != "*":
         conds.append(x.c.resource_type == include.source_type)
     if include.code != "*":

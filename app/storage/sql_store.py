@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Dialect,
     Engine,
@@ -19,7 +20,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -38,7 +38,7 @@ from app.search.query import SearchRequest
 from app.storage import search_sql
 from app.storage.engine import SQLITE_BEGIN, is_sqlite
 from app.storage.prepared import Prepared
-from app.storage.tables import INDEX_TABLES
+from app.storage.tables import INDEX_TABLES, date_span_table
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
 
@@ -101,6 +101,12 @@ class _Statements:
             f"VALUES ({', '.join(mark for _ in table.columns)})"
             for kind, table in INDEX_TABLES.items()
         }
+        self.upsert_span = (
+            f"INSERT INTO search_date_span (resource_type, param, max_span) "
+            f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (resource_type, param) DO UPDATE "
+            "SET max_span = excluded.max_span "
+            "WHERE excluded.max_span > search_date_span.max_span"
+        )
         self.delete_index = [
             f"DELETE FROM {table.name} WHERE res_key = {mark}" for table in INDEX_TABLES.values()
         ]
@@ -124,9 +130,13 @@ def _db_value(value: datetime) -> datetime:
 
 
 class SqlWriteTx:
-    def __init__(self, cursor: Any, statements: _Statements) -> None:
+    def __init__(
+        self, cursor: Any, statements: _Statements, known_spans: dict[tuple[str, str], int]
+    ) -> None:
         self._cursor = cursor
         self._sql = statements
+        self._known_spans = known_spans
+        self.new_spans: dict[tuple[str, str], int] = {}  # published to the cache on commit
 
     def current(self, resource_type: str, resource_id: str) -> CurrentState | None:
         row = self._sql.current.one_or_none(self._cursor, {"rt": resource_type, "rid": resource_id})
@@ -179,6 +189,12 @@ class SqlWriteTx:
             rows = getattr(index, kind)
             if rows:
                 self._cursor.executemany(sql, [(key, resource_type, *row) for row in rows])
+        for param, low, high in index.date:
+            span_key = (resource_type, param)
+            span = high - low
+            if span > max(self._known_spans.get(span_key, -1), self.new_spans.get(span_key, -1)):
+                self._cursor.execute(self._sql.upsert_span, (resource_type, param, span))
+                self.new_spans[span_key] = span
 
     def _insert_version(self, key: int, record: VersionRecord) -> None:
         self._sql.insert_version.execute(
@@ -199,6 +215,8 @@ class SqlStore:
         self._engine = engine
         self._sqlite = is_sqlite(engine)
         self._sql = _Statements(engine.dialect)
+        # Spans this process knows the database holds at least (never more than it holds).
+        self._known_spans: dict[tuple[str, str], int] = {}
         dbapi = engine.dialect.dbapi
         assert dbapi is not None
         self._dbapi: Any = dbapi
@@ -227,7 +245,7 @@ class SqlStore:
             connection.close()
 
     @contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
         try:
             with self._engine.connect() as conn:
                 # A lone SELECT needs no transaction on SQLite; skipping BEGIN saves two statements.
@@ -245,8 +263,11 @@ class SqlStore:
             try:
                 cursor.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
                 try:
-                    yield SqlWriteTx(cursor, self._sql)
+                    tx = SqlWriteTx(cursor, self._sql, self._known_spans)
+                    yield tx
                     cursor.execute("COMMIT")
+                    for span_key, span in tx.new_spans.items():
+                        self._known_spans[span_key] = max(span, self._known_spans.get(span_key, -1))
                 except BaseException:
                     _rollback(cursor, self._dbapi)
                     raise
@@ -314,7 +335,7 @@ class SqlStore:
             .order_by(v.c.version_key.desc())
             .limit(query.count + 1)
         )
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(statement).all()
             total = None
             if query.resource_id is not None:
@@ -341,13 +362,14 @@ def _page_record(row: Any) -> VersionRecord:
 
 
 def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
-    conds = search_sql.where_clause(request)
-    with store._reading() as conn:
+    with store.reading() as conn:
+        spans = {(t, p): s for t, p, s in conn.execute(select(date_span_table))}
+        source, conds = search_sql.from_clause(request, spans)
         rows: list[Any] = []
         if request.summary != "count" and request.count > 0:
             statement = (
                 select(*_PAGE_COLUMNS)
-                .select_from(_CURRENT_JOIN)
+                .select_from(source)
                 .where(*conds)
                 .order_by(*search_sql.order_by(request))
                 .limit(request.count + 1)
@@ -361,7 +383,9 @@ def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
             if not has_more and rows and request.summary != "count":
                 total = request.offset + len(rows)
             else:
-                capped = select(r.c.res_key).where(*conds).limit(_COUNT_CAP).subquery()
+                capped = (
+                    select(r.c.res_key).select_from(source).where(*conds).limit(_COUNT_CAP)
+                ).subquery()
                 counted = conn.execute(select(func.count()).select_from(capped)).scalar_one()
                 total = counted if counted < _COUNT_CAP else None
         includes = _includes(conn, request, rows) if request.includes and rows else []
@@ -380,13 +404,13 @@ def _includes(conn: Connection, request: SearchRequest, rows: list[Any]) -> list
                 continue
             if include.reverse:
                 sources = search_sql.revinclude_sources(refs, include)
-                condition = r.c.res_key.in_(sources)
+                condition: ColumnElement[bool] = r.c.res_key.in_(sources)
             else:
                 pairs = [tuple(p) for p in conn.execute(search_sql.include_targets(keys, include))]
                 pairs = [p for p in pairs if p not in seen]
                 if not pairs:
                     continue
-                condition = tuple_(r.c.resource_type, r.c.resource_id).in_(pairs)
+                condition = search_sql.by_type_and_id(r.c.resource_type, r.c.resource_id, pairs)
             statement = (
                 select(*_PAGE_COLUMNS)
                 .select_from(_CURRENT_JOIN)

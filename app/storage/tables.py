@@ -113,7 +113,17 @@ date_table = _index_table(
     "search_date",
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
-    indexes=[("low",), ("high",)],
+    indexes=[("low", "high"), ("high", "low")],
+)
+# The widest [low, high] per (type, parameter) ever indexed. It only grows. A search whose
+# values bound `low` from above (lt, le, eq) then also bounds `high` (high <= bound + span),
+# so a date range is one bounded index scan instead of everything after its start.
+date_span_table = Table(
+    "search_date_span",
+    metadata,
+    Column("resource_type", String(64), primary_key=True),
+    Column("param", String(100), primary_key=True),
+    Column("max_span", BigInteger, nullable=False),
 )
 number_table = _index_table(
     "search_number",

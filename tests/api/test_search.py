@@ -67,6 +67,15 @@ DATA: list[dict[str, Any]] = [
     _obs("o7", 1063, "2016-08-25", code="dose", unit="mg"),
     _obs("o8", 428, "2016-08-22", code="dose", unit="mg"),
     _obs("o9", None, "2016-10-17", code="1742-6"),
+    {
+        **{
+            k: v
+            for k, v in _obs("o10", 5, "", subject="Patient/pZ").items()
+            if k != "effectiveDateTime"
+        },
+        "code": {"coding": [{"system": "http://example.org/codes", "code": "period-test"}]},
+        "effectivePeriod": {"start": "2015-01-01", "end": "2017-01-01"},
+    },
     {**ketamine_administration(428, "Patient/pA"), "id": "m1"},
     {
         "resourceType": "Condition",
@@ -112,7 +121,7 @@ CASES = [
         ["o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9"],
     ),
     ("Observation", "code=72514-3,1920-8", ["o1", "o2", "o3", "o4", "o5", "o6"]),
-    ("Observation", "code:not=72514-3&code:not=dose", ["o6", "o9"]),
+    ("Observation", "code:not=72514-3&code:not=dose", ["o6", "o9", "o10"]),
     ("Observation", "status=final&code=1920-8", ["o6"]),
     ("Patient", "identifier=http://hospital.example|123", ["pA"]),
     ("Patient", "identifier=123", ["pA"]),
@@ -141,6 +150,12 @@ CASES = [
     ("Observation", "date=2017-03-22T10:00:00Z", ["o5"]),
     ("Observation", "date=2017-03-22T05:00:00-05:00", ["o5"]),
     ("Observation", "date=2017", ["o5"]),
+    # a long Period: ranges overlap by the rules, and the span-bounded index scan still finds it
+    ("Observation", "date=ge2016-06-01&date=lt2016-06-02", ["o10"]),
+    ("Observation", "date=2016-06", []),
+    ("Observation", "date=gt2016-12-31", ["o5", "o10"]),
+    ("Observation", "date=le2015-06-01&code=period-test", ["o10"]),
+    ("Observation", "date=le2015-01-01&code=period-test", []),  # below its start: no overlap
     ("Patient", "birthdate=1967", ["pA"]),
     ("Patient", "birthdate=lt1970-01-01", ["pA"]),
     # quantity and number precision
@@ -175,6 +190,12 @@ CASES = [
     # common parameters
     ("Patient", "_id=pB", ["pB"]),
     ("Observation", "_id=o1,o5", ["o1", "o5"]),
+    ("Observation", "code=72514-3&_lastUpdated=gt2000-01-01", PAIN),
+    ("Observation", "code=72514-3&_lastUpdated=lt2000-01-01", []),
+    ("Observation", "_lastUpdated=lt2000-01-01", []),
+    ("Observation", "code=72514-3&_id=o2,o6", ["o2"]),
+    ("Observation", "code=72514-3&value-quantity=ge4&value-quantity=lt8", ["o2", "o4", "o5"]),
+    ("Observation", "code=72514-3&date=ge2016-08-22&date=le2016-08-31", ["o2", "o3"]),
 ]
 
 

@@ -1,0 +1,254 @@
+"""Search latency as the database grows: 10k, 100k and 1M Observations (real shapes: vital
+signs, labs, pain scores; ~200 per patient across 5,000 patients).
+
+    python bench/search_bench.py [--db sqlite|postgresql] [--sizes 10000,100000,1000000]
+
+Data is generated deterministically and written through the server's own store (validation
+skipped for speed; a sample is validated), then a uvicorn server pinned to core 1 answers wrk
+(core 0, one connection, so latencies are not queueing) for each query shape in turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.config import Settings  # noqa: E402
+from app.fhir.models import validate  # noqa: E402
+from app.fhir.service import stamp  # noqa: E402
+from app.fhir.store import VersionRecord  # noqa: E402
+from app.search.indexer import index_rows  # noqa: E402
+from app.storage.engine import make_engine  # noqa: E402
+from app.storage.migrate import upgrade  # noqa: E402
+from app.storage.sql_store import SqlStore  # noqa: E402
+from bench.run import _postgres_database, _server  # noqa: E402
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+PATIENTS = 5000
+# (code, display, unit, low, high, category): shapes of the Synthea fixtures' observations
+SHAPES = [
+    (
+        "72514-3",
+        "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+        "{score}",
+        0,
+        10,
+        "survey",
+    ),
+    ("8867-4", "Heart rate", "/min", 50, 120, "vital-signs"),
+    ("8302-2", "Body Height", "cm", 140, 200, "vital-signs"),
+    ("29463-7", "Body Weight", "kg", 40, 130, "vital-signs"),
+    ("8310-5", "Body temperature", "Cel", 36, 39, "vital-signs"),
+    ("2345-7", "Glucose", "mg/dL", 60, 200, "laboratory"),
+    ("1920-8", "Aspartate aminotransferase", "U/L", 5, 80, "laboratory"),
+    ("1742-6", "Alanine aminotransferase", "U/L", 5, 80, "laboratory"),
+    ("718-7", "Hemoglobin", "g/dL", 9, 17, "laboratory"),
+    (
+        "72514-3",
+        "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+        "{score}",
+        0,
+        10,
+        "survey",
+    ),
+]
+START = datetime(2010, 1, 1, tzinfo=UTC)
+
+
+def patient(index: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": f"bp{index}",
+        "identifier": [{"system": "urn:bench", "value": f"P{index}"}],
+        "name": [{"family": f"Family{index % 977}", "given": [f"Given{index}"]}],
+        "gender": "female" if index % 2 else "male",
+        "birthDate": f"{1940 + index % 60}-0{1 + index % 9}-1{index % 9}",
+    }
+
+
+def observation(index: int, rng: random.Random) -> dict[str, Any]:
+    code, display, unit, low, high, category = SHAPES[index % len(SHAPES)]
+    when = START + timedelta(minutes=rng.randrange(0, 11 * 365 * 24 * 60))
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": category,
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/bp{rng.randrange(PATIENTS)}"},
+        "encounter": {"reference": f"Encounter/be{index // 20}"},
+        "effectiveDateTime": when.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+        "issued": when.strftime("%Y-%m-%dT%H:%M:%S.000+00:00"),
+        "valueQuantity": {
+            "value": round(rng.uniform(low, high), 1),
+            "unit": unit,
+            "system": UCUM,
+            "code": unit,
+        },
+    }
+
+
+def load(store: SqlStore, start: int, stop: int, seed: int = 7) -> float:
+    """Write observations [start, stop) in batches; returns resources per second."""
+    rng = random.Random(seed * 1_000_003 + start)
+    began = time.perf_counter()
+    batch = 1000
+    for first in range(start, stop, batch):
+        resources = [observation(i, rng) for i in range(first, min(stop, first + batch))]
+        now = datetime.now(UTC)
+        with store.write() as tx:
+            for number, resource in enumerate(resources, first):
+                resource_id = f"bo{number}"
+                tx.insert(
+                    VersionRecord(
+                        "Observation",
+                        resource_id,
+                        1,
+                        now,
+                        "POST",
+                        stamp(resource, resource_id, 1, now),
+                    ),
+                    index_rows(resource),
+                )
+    return (stop - start) / (time.perf_counter() - began)
+
+
+def queries(rng: random.Random) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"pain": [], "date-range": [], "chained": [], "include": []}
+    for _ in range(200):
+        p = rng.randrange(PATIENTS)
+        day = START + timedelta(days=rng.randrange(11 * 365))
+        out["pain"].append(
+            f"/fhir/Observation?patient=bp{p}&code={LOINC}|72514-3&_sort=-date&_count=50"
+        )
+        out["date-range"].append(
+            f"/fhir/Observation?date=ge{day:%Y-%m-%d}"
+            f"&date=lt{day + timedelta(days=1):%Y-%m-%d}&_count=50"
+        )
+        out["chained"].append(
+            f"/fhir/Observation?subject:Patient.identifier=urn:bench|P{p}"
+            f"&code={LOINC}|8867-4&_count=50"
+        )
+        out["include"].append(
+            f"/fhir/Observation?patient=bp{p}&code={LOINC}|2345-7"
+            "&_include=Observation:patient&_count=50"
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--duration", type=int, default=10)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="kfhir-search-"))
+    rng = random.Random(11)
+    for i in range(50):  # the generator's shapes are valid R4B
+        validate(observation(i, rng), "Observation")
+    lines = [
+        f"# search latency, {args.db}, wrk -t1 -c1 {args.duration}s per query shape, "
+        f"server on core 1 ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        "| observations | load rate (res/s) | query | req/s | p50 ms | p99 ms |",
+        "| ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    with ExitStack() as stack:
+        if args.db == "sqlite":
+            url = f"sqlite:///{workdir / 'search.sqlite3'}"
+        else:
+            url = stack.enter_context(_postgres_database())
+        engine = make_engine(Settings(DATABASE_URL=url))
+        upgrade(engine)
+        store = SqlStore(engine)
+        with store.write() as tx:
+            for i in range(PATIENTS):
+                resource = patient(i)
+                tx.insert(
+                    VersionRecord(
+                        "Patient",
+                        resource["id"],
+                        1,
+                        datetime.now(UTC),
+                        "POST",
+                        stamp(resource, resource["id"], 1, datetime.now(UTC)),
+                    ),
+                    index_rows(resource),
+                )
+        loaded = 0
+        for size in sizes:
+            rate = load(store, loaded, size)
+            loaded = size
+            with engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+            with _server("app.main:app", {"DATABASE_URL": url}) as base:
+                for name, paths in queries(random.Random(size)).items():
+                    path_file = workdir / f"{name}.txt"
+                    path_file.write_text("\n".join(paths) + "\n")
+                    result = _run_paths(base, path_file, args.duration)
+                    lines.append(
+                        f"| {size:,} | {rate:,.0f} | {name} | {result['rps']:,.0f} | "
+                        f"{result['p50_ms']:.2f} | {result['p99_ms']:.2f} |"
+                    )
+                    print(lines[-1], flush=True)
+        engine.dispose()
+    report = "\n".join(lines)
+    print(report)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"search-{args.db}-{datetime.now(UTC):%Y%m%dT%H%M%S}.md").write_text(report + "\n")
+    return 0
+
+
+def _run_paths(base: str, paths: Path, duration: int) -> dict[str, float]:
+    env = {**os.environ, "BENCH_PATHS": str(paths)}
+    command = [
+        "taskset",
+        "-c",
+        "0",
+        "wrk",
+        "-t1",
+        "-c1",
+        f"-d{duration}s",
+        "-s",
+        str(ROOT / "bench" / "wrk" / "paths.lua"),
+        base,
+    ]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    if result["status_errors"] or result["socket_errors"]:
+        raise RuntimeError(f"{paths.name}: {result}")
+    return {
+        "rps": result["requests"] / (result["duration_us"] / 1e6),
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
