@@ -406,8 +406,8 @@ def _includes(conn: Connection, request: SearchRequest, rows: list[Any]) -> list
                 sources = search_sql.revinclude_sources(refs, include)
                 condition: ColumnElement[bool] = r.c.res_key.in_(sources)
             else:
-                pairs = [tuple(p) for p in conn.execute(search_sql.include_targets(keys, include))]
-                pairs = [p for p in pairs if p not in seen]
+                found_pairs = conn.execute(search_sql.include_targets(keys, include))
+                pairs = [(t, i) for t, i in found_pairs if i is not None and (t, i) not in seen]
                 if not pairs:
                     continue
                 condition = search_sql.by_type_and_id(r.c.resource_type, r.c.resource_id, pairs)
