@@ -23,6 +23,17 @@ FORBIDDEN = {
     ),
     "app.storage": ("app.api", "fastapi", "starlette"),
     "app.api": ("app.storage", "sqlalchemy", "sqlmodel"),
+    "app.search": (
+        "app.api",
+        "app.storage",
+        "app.fhir.service",
+        "app.fhir.store",
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "sqlmodel",
+        "alembic",
+    ),
 }
 
 

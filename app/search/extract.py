@@ -23,6 +23,8 @@ from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from app.search.registry import split_union
+
 Extractor = Callable[[dict[str, Any]], list[Any]]
 
 _MODEL = models["r4"]  # the R4 model's element table; R4B changed no choice/type path we index
@@ -56,23 +58,6 @@ def reference_type(reference: dict[str, Any], root: dict[str, Any] | None) -> st
             return match.group(1)
     kind = reference.get("type")
     return kind if isinstance(kind, str) else None
-
-
-def split_union(expression: str) -> list[str]:
-    """Top-level branches of `a | b | (c as D)`."""
-    branches, depth, quote, start = [], 0, False, 0
-    for index, char in enumerate(expression):
-        if char == "'" and (index == 0 or expression[index - 1] != "\\"):
-            quote = not quote
-        elif not quote and char == "(":
-            depth += 1
-        elif not quote and char == ")":
-            depth -= 1
-        elif not quote and depth == 0 and char == "|":
-            branches.append(expression[start:index].strip())
-            start = index + 1
-    branches.append(expression[start:].strip())
-    return [b for b in branches if b]
 
 
 def _step(static: str, name: str) -> tuple[str, list[str]]:

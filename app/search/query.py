@@ -10,12 +10,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 from app.fhir.errors import BadRequestError
 from app.search.dates import range_us
 from app.search.index_values import fold
-from app.search.registry import SearchParamDef, param, params_for
+from app.search.registry import SearchParamDef, param
 from app.search.ucum import UCUM_SYSTEM, canonical
 
 ANY_TYPE = "Resource"  # criteria of a system-level search (no _type) apply to every type
@@ -448,7 +449,7 @@ def _parse_has(resource_type: str, name: str, raw_values: list[str]) -> Has:
             f"Parameter '{name}': expected _has:Type:reference:parameter", (name,)
         )
     _, source_type, code, rest = parts
-    definition = param(source_type, code) if source_type in _KNOWN_TYPES() else None
+    definition = param(source_type, code) if source_type in _resource_types() else None
     if definition is None or definition.type != "reference":
         raise BadRequestError(
             f"Parameter '{name}': '{code}' is not a reference parameter of '{source_type}'", (name,)
@@ -465,8 +466,9 @@ def _parse_has(resource_type: str, name: str, raw_values: list[str]) -> Has:
     return Has(resource_type, source_type, code, inner)
 
 
-def _KNOWN_TYPES() -> frozenset[str]:
-    from app.fhir.models import RESOURCE_TYPES
+@cache
+def _resource_types() -> frozenset[str]:
+    from app.fhir.models import RESOURCE_TYPES  # lazily: search/ sits below fhir/
 
     return frozenset(RESOURCE_TYPES)
 
@@ -497,7 +499,7 @@ def _include(text: str, reverse: bool, iterate: bool) -> Include:
         raise BadRequestError(f"{name} '{text}' is not Type:parameter[:targetType]", (name,))
     source, code = parts[0], parts[1]
     target = parts[2] if len(parts) == 3 else None
-    if source not in _KNOWN_TYPES():
+    if source not in _resource_types():
         raise BadRequestError(f"{name} '{text}': unknown resource type '{source}'", (name,))
     if code != "*":
         definition = param(source, code)
@@ -589,7 +591,3 @@ def _result_parameter(
         request.elements = tuple(e.strip() for v in values for e in v.split(",") if e.strip())
     elif base in {"_contained", "_containedType"}:
         request.unknown.append(name)
-
-
-def search_parameters(resource_type: str) -> dict[str, SearchParamDef]:
-    return params_for(resource_type)
