@@ -277,6 +277,8 @@ def matching_keys(
     if criterion.modifier == "missing":
         return select(table.c.res_key).where(*base), bool(criterion.missing)
     conds = [_value_condition(table, criterion, value, spans) for value in criterion.values]
+    if not conds:
+        return select(table.c.res_key).where(false()), False
     combined = and_(*conds) if criterion.same_row else or_(*conds)
     keys = select(table.c.res_key).where(*base, combined)
     return keys, criterion.modifier == "not"
@@ -299,6 +301,68 @@ def _keys_condition(
 ) -> ColumnElement[bool]:
     keys, negate = matching_keys(criterion, spans)
     return column.not_in(keys) if negate else column.in_(keys)
+
+
+_RESOLVE_LIMIT = 1000
+
+
+def resolve_links(
+    conn: Any, criterion: Criterion | Chain | Has, spans: Spans | None
+) -> Criterion | Chain | Has:
+    """Chains and _has with their targets looked up first, when there are few: a chain becomes
+    a plain reference criterion, a _has an _id criterion. One small query each, and then the
+    main statement drives from an index lookup of known ids, which no planner misjudges (a
+    planner working from stale statistics turned a chain into a walk over every reference)."""
+    if isinstance(criterion, Chain):
+        inner = resolve_links(conn, criterion.inner, spans)
+        target = criterion.target_types[0]
+        row = r.alias()
+        ids = (
+            conn.execute(
+                select(row.c.resource_id)
+                .where(
+                    row.c.resource_type == target,
+                    row.c.deleted == false(),
+                    _keys_condition(row.c.res_key, inner, spans),
+                )
+                .limit(_RESOLVE_LIMIT + 1)
+            )
+            .scalars()
+            .all()
+        )
+        if len(ids) > _RESOLVE_LIMIT:
+            return replace(criterion, inner=inner)
+        return Criterion(
+            criterion.resource_type,
+            criterion.code,
+            "reference",
+            None,
+            tuple(ReferenceValue(target, i, None) for i in ids),
+            param(criterion.resource_type, criterion.code),
+        )
+    if isinstance(criterion, Has):
+        inner = resolve_links(conn, criterion.inner, spans)
+        x = INDEX_TABLES["reference"]
+        ids = (
+            conn.execute(
+                select(x.c.target_id)
+                .where(
+                    x.c.resource_type == criterion.source_type,
+                    x.c.param == criterion.code,
+                    x.c.target_type == criterion.resource_type,
+                    x.c.target_id.is_not(None),
+                    _keys_condition(x.c.res_key, inner, spans),
+                )
+                .distinct()
+                .limit(_RESOLVE_LIMIT + 1)
+            )
+            .scalars()
+            .all()
+        )
+        if len(ids) > _RESOLVE_LIMIT:
+            return replace(criterion, inner=inner)
+        return Criterion(criterion.resource_type, "_id", "_id", None, tuple(ids))
+    return criterion
 
 
 def _chain(chain: Chain, spans: Spans | None) -> Select[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -364,6 +365,9 @@ def _page_record(row: Any) -> VersionRecord:
 def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
     with store.reading() as conn:
         spans = {(t, p): s for t, p, s in conn.execute(select(date_span_table))}
+        request = replace(
+            request, criteria=[search_sql.resolve_links(conn, c, spans) for c in request.criteria]
+        )
         source, conds = search_sql.from_clause(request, spans)
         rows: list[Any] = []
         if request.summary != "count" and request.count > 0:

@@ -84,7 +84,8 @@ def _index_table(name: str, *columns: Column[Any], indexes: list[tuple[str, ...]
         Column("param", String(100), nullable=False),
         *columns,
     )
-    Index(f"ix_{name}_res_key", table.c.res_key)
+    # (res_key, param): the seek of an EXISTS probe and of rewriting one resource's rows
+    Index(f"ix_{name}_res_key", table.c.res_key, table.c.param)
     for number, cols in enumerate(indexes):
         Index(
             f"ix_{name}_{number}",

@@ -51,7 +51,7 @@ def upgrade() -> None:
             ["resource_type", "param", "c1_code", "c1_system", "res_key"],
             unique=False,
         )
-        batch_op.create_index("ix_search_composite_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_composite_res_key", ["res_key", "param"], unique=False)
 
     op.create_table(
         "search_date",
@@ -72,7 +72,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_search_date_1", ["resource_type", "param", "high", "low", "res_key"], unique=False
         )
-        batch_op.create_index("ix_search_date_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_date_res_key", ["res_key", "param"], unique=False)
 
     op.create_table(
         "search_number",
@@ -89,7 +89,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_search_number_0", ["resource_type", "param", "value", "res_key"], unique=False
         )
-        batch_op.create_index("ix_search_number_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_number_res_key", ["res_key", "param"], unique=False)
 
     op.create_table(
         "search_quantity",
@@ -120,7 +120,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_search_quantity_2", ["resource_type", "param", "value", "res_key"], unique=False
         )
-        batch_op.create_index("ix_search_quantity_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_quantity_res_key", ["res_key", "param"], unique=False)
 
     op.create_table(
         "search_reference",
@@ -144,7 +144,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_search_reference_1", ["resource_type", "param", "url", "res_key"], unique=False
         )
-        batch_op.create_index("ix_search_reference_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_reference_res_key", ["res_key", "param"], unique=False)
         batch_op.create_index(
             "ix_search_reference_target",
             ["target_type", "target_id", "resource_type", "param", "res_key"],
@@ -167,7 +167,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_search_string_0", ["resource_type", "param", "norm", "res_key"], unique=False
         )
-        batch_op.create_index("ix_search_string_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_string_res_key", ["res_key", "param"], unique=False)
 
     op.create_table(
         "search_token",
@@ -191,7 +191,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_search_token_1", ["resource_type", "param", "text", "res_key"], unique=False
         )
-        batch_op.create_index("ix_search_token_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_token_res_key", ["res_key", "param"], unique=False)
 
     op.create_table(
         "search_uri",
@@ -208,7 +208,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_search_uri_0", ["resource_type", "param", "value", "res_key"], unique=False
         )
-        batch_op.create_index("ix_search_uri_res_key", ["res_key"], unique=False)
+        batch_op.create_index("ix_search_uri_res_key", ["res_key", "param"], unique=False)
 
     # ### end Alembic commands ###
     # Resources stored before the index existed get their rows now.
