@@ -144,20 +144,38 @@ def _preload(base: str, workdir: Path, label: str, count: int) -> Path:
     return path
 
 
-def _wrk(
-    base: str, mode: str, ids: Path, body: Path, duration: int, connections: int
+def wrk_json(
+    base: str, script: Path, env: dict[str, str], duration: int, connections: int
 ) -> dict[str, float]:
-    env = {**os.environ, "BENCH_MODE": mode, "BENCH_IDS": str(ids), "BENCH_BODY": str(body)}
-    command = [*_pin(0), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(LUA), base]
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    """One wrk run (pinned to core 0) of a script whose done() prints one JSON line."""
+    command = [
+        *_pin(0),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "-s",
+        str(script),
+        base,
+    ]
+    output = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout
     result = json.loads(output.strip().splitlines()[-1])
     if result["status_errors"] or result["socket_errors"]:
-        raise RuntimeError(f"{mode} on {base}: {result}")
+        raise RuntimeError(f"{script.name} {env} on {base}: {result}")
     return {
         "rps": result["requests"] / (result["duration_us"] / 1e6),
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
     }
+
+
+def _wrk(
+    base: str, mode: str, ids: Path, body: Path, duration: int, connections: int
+) -> dict[str, float]:
+    env = {"BENCH_MODE": mode, "BENCH_IDS": str(ids), "BENCH_BODY": str(body)}
+    return wrk_json(base, LUA, env, duration, connections)
 
 
 def run(databases: list[str], duration: int, rounds: int, connections: int) -> str:

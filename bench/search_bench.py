@@ -11,10 +11,7 @@ skipped for speed; a sample is validated), then a uvicorn server pinned to core 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +31,7 @@ from app.search.indexer import index_rows  # noqa: E402
 from app.storage.engine import make_engine  # noqa: E402
 from app.storage.migrate import upgrade  # noqa: E402
 from app.storage.sql_store import SqlStore  # noqa: E402
-from bench.run import _postgres_database, _server  # noqa: E402
+from bench.run import _postgres_database, _server, wrk_json  # noqa: E402
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -226,28 +223,8 @@ def main() -> int:
 
 
 def _run_paths(base: str, paths: Path, duration: int) -> dict[str, float]:
-    env = {**os.environ, "BENCH_PATHS": str(paths)}
-    command = [
-        "taskset",
-        "-c",
-        "0",
-        "wrk",
-        "-t1",
-        "-c1",
-        f"-d{duration}s",
-        "-s",
-        str(ROOT / "bench" / "wrk" / "paths.lua"),
-        base,
-    ]
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    result = json.loads(output.strip().splitlines()[-1])
-    if result["status_errors"] or result["socket_errors"]:
-        raise RuntimeError(f"{paths.name}: {result}")
-    return {
-        "rps": result["requests"] / (result["duration_us"] / 1e6),
-        "p50_ms": result["p50_us"] / 1000,
-        "p99_ms": result["p99_us"] / 1000,
-    }
+    script = ROOT / "bench" / "wrk" / "paths.lua"
+    return wrk_json(base, script, {"BENCH_PATHS": str(paths)}, duration, connections=1)
 
 
 if __name__ == "__main__":

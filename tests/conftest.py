@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -102,6 +104,25 @@ def empty_database(url: str, engines: dict[str, Engine]) -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
         else:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+
+
+@contextmanager
+def loaded_client(
+    database_url: str, engines: dict[str, Engine], resources: list[dict[str, Any]]
+) -> Iterator[httpx.Client]:
+    """A client of an app on an emptied database holding `resources` (stored by PUT, so their
+    ids are kept): for modules whose tests only read one data set."""
+    empty_database(database_url, engines)
+    settings = Settings(DATABASE_URL=database_url, FHIR_MIGRATE_ON_START=False)
+    with asgi_client(create_app(settings)) as client:
+        for resource in resources:
+            response = client.put(
+                f"/fhir/{resource['resourceType']}/{resource['id']}",
+                json=resource,
+                headers={"Content-Type": "application/fhir+json"},
+            )
+            assert response.status_code in (200, 201), response.text
+        yield client
 
 
 @pytest.fixture

@@ -8,16 +8,6 @@ from app.fhir import capability
 from app.search.query import TYPE_MODIFIERS
 from app.search.registry import params_for
 
-RESULT_PARAMETERS = (
-    "_count",
-    "_sort",
-    "_include",
-    "_revinclude",
-    "_total",
-    "_summary",
-    "_elements",
-    "_offset",
-)
 _COMMON_ONLY = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
 

@@ -10,10 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from app.config import Settings
-from app.main import create_app
-from tests.asgi_client import asgi_client
-from tests.conftest import empty_database
+from tests.conftest import loaded_client
 from tests.helpers import JSON_HEADERS, assert_outcome, ketamine_administration, pain_observation
 
 LOINC = "http://loinc.org"
@@ -89,16 +86,7 @@ PAIN = ["o1", "o2", "o3", "o4", "o5"]
 
 @pytest.fixture(scope="module")
 def http(database_url: str, admin_engines: dict[str, Engine]) -> Iterator[httpx.Client]:
-    empty_database(database_url, admin_engines)
-    settings = Settings(DATABASE_URL=database_url, FHIR_MIGRATE_ON_START=False)
-    with asgi_client(create_app(settings)) as client:
-        for resource in DATA:
-            response = client.put(
-                f"/fhir/{resource['resourceType']}/{resource['id']}",
-                json=resource,
-                headers=JSON_HEADERS,
-            )
-            assert response.status_code == 201, response.text
+    with loaded_client(database_url, admin_engines, DATA) as client:
         yield client
 
 

@@ -17,11 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from app.config import Settings
-from app.main import create_app
-from tests.asgi_client import asgi_client
-from tests.conftest import empty_database
-from tests.helpers import JSON_HEADERS, pain_observation
+from tests.conftest import loaded_client
+from tests.helpers import pain_observation
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 # search value -> the prefixes that match the 10:30+02:00 observation
@@ -48,18 +45,14 @@ EXPECTED: dict[str, set[str]] = {
 
 @pytest.fixture(scope="module")
 def http(database_url: str, admin_engines: dict[str, Engine]) -> Iterator[httpx.Client]:
-    empty_database(database_url, admin_engines)
-    settings = Settings(DATABASE_URL=database_url, FHIR_MIGRATE_ON_START=False)
-    with asgi_client(create_app(settings)) as client:
+    resources = [
+        pain_observation(id=resource_id, effectiveDateTime=when)
         for resource_id, when in (
             ("d1", "2016-08-22T10:30:00+02:00"),
             ("d2", "2016-08-22T23:30:00-05:00"),
-        ):
-            body = pain_observation(id=resource_id, effectiveDateTime=when)
-            response = client.put(
-                f"/fhir/Observation/{resource_id}", json=body, headers=JSON_HEADERS
-            )
-            assert response.status_code == 201, response.text
+        )
+    ]
+    with loaded_client(database_url, admin_engines, resources) as client:
         yield client
 
 

@@ -13,11 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from app.config import Settings
-from app.main import create_app
-from tests.asgi_client import asgi_client
-from tests.conftest import FIXTURES, empty_database
-from tests.helpers import JSON_HEADERS
+from tests.conftest import FIXTURES, loaded_client
 
 BUNDLES = sorted((FIXTURES / "synthea").glob("*.json"))[:6] if FIXTURES.is_dir() else []
 LOINC = "http://loinc.org"
@@ -42,17 +38,8 @@ def _resources() -> list[dict[str, Any]]:
 def loaded(
     database_url: str, admin_engines: dict[str, Engine]
 ) -> Iterator[tuple[httpx.Client, list[dict[str, Any]]]]:
-    empty_database(database_url, admin_engines)
     resources = _resources()
-    settings = Settings(DATABASE_URL=database_url, FHIR_MIGRATE_ON_START=False)
-    with asgi_client(create_app(settings)) as client:
-        for resource in resources:
-            response = client.put(
-                f"/fhir/{resource['resourceType']}/{resource['id']}",
-                json=resource,
-                headers=JSON_HEADERS,
-            )
-            assert response.status_code in (200, 201), response.text
+    with loaded_client(database_url, admin_engines, resources) as client:
         yield client, resources
 
 
