@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -112,7 +110,3 @@ def without_server_fields(resource: dict[str, Any]) -> dict[str, Any]:
     if meta:
         out["meta"] = meta
     return out
-
-
-def load_json(path: Path) -> Any:
-    return json.loads(path.read_bytes())

@@ -284,6 +284,13 @@ def matching_keys(
     return keys, criterion.modifier == "not"
 
 
+def _negated(criterion: Criterion | Chain | Has) -> bool:
+    """Whether the criterion selects by absence (:not, :missing=true); matches matching_keys."""
+    return isinstance(criterion, Criterion) and (
+        criterion.modifier == "not" or (criterion.modifier == "missing" and bool(criterion.missing))
+    )
+
+
 def _exists(
     criterion: Criterion | Chain | Has, res_key: Any, spans: Spans | None = None
 ) -> ColumnElement[bool]:
@@ -475,7 +482,7 @@ def from_clause(
         )
         return source, conds
     criteria = merge_ranges(request.criteria)
-    positive = sorted((c for c in criteria if not matching_keys(c, spans)[1]), key=_rank)
+    positive = sorted((c for c in criteria if not _negated(c)), key=_rank)
     rest = [c for c in criteria if not positive or c is not positive[0]]
     if positive:
         # DISTINCT: one resource can match through several index rows (codings, OR values)
