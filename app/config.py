@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, alias="FHIR_MAX_BODY_BYTES", gt=0)
     default_page_size: int = Field(50, alias="FHIR_DEFAULT_COUNT", gt=0)
     max_page_size: int = Field(1000, alias="FHIR_MAX_COUNT", gt=0)
+    max_bundle_entries: int = Field(10_000, alias="FHIR_MAX_BUNDLE_ENTRIES", gt=0)
+    # Conditional delete of several matches (up to 100) when true; otherwise >1 match is 412.
+    conditional_delete_multiple: bool = Field(False, alias="FHIR_CONDITIONAL_DELETE_MULTIPLE")
     # Run migrations to head when the app starts (the CLI's serve does; tests may turn it off).
     migrate_on_start: bool = Field(True, alias="FHIR_MIGRATE_ON_START")
     # Where blocking database calls run. "inline": on the event loop (fastest for SQLite, whose

@@ -1,8 +1,11 @@
-"""What indexing adds to a create: service.create of a pain Observation with its search index
-rows, against the same create with indexing switched off, in one process on SQLite (median of
-interleaved rounds).
+"""What indexing adds to a create: service.create of Observations (the search bench's shapes,
+each one different, so index entries land on different pages as in real use) with their search
+index rows, against the same creates with indexing switched off, in one process (median of
+interleaved rounds, after preloading so the B-trees are not trivially small).
 
-    python bench/index_cost.py [--rounds 5] [--creates 2000]
+On SQLite it also counts WAL frames (pages written) per create, a figure noise cannot move.
+
+    python bench/index_cost.py [--db sqlite|postgresql] [--rounds 7] [--creates 1000]
 """
 
 from __future__ import annotations
@@ -13,52 +16,108 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import Engine, event  # noqa: E402
+
 from app.config import Settings  # noqa: E402
 from app.fhir import service as service_module  # noqa: E402
 from app.fhir.service import ResourceService  # noqa: E402
 from app.search.index_values import IndexRows  # noqa: E402
+from app.search.indexer import index_rows  # noqa: E402
 from app.storage.engine import make_engine  # noqa: E402
 from app.storage.migrate import upgrade  # noqa: E402
 from app.storage.sql_store import SqlStore  # noqa: E402
+from bench.run import _postgres_database  # noqa: E402
 from bench.search_bench import observation  # noqa: E402
+
+PRELOAD = 20_000
+
+
+def _switch(indexed: bool) -> Any:
+    if indexed:
+        return nullcontext()
+    return mock.patch.object(service_module, "index_rows", return_value=IndexRows())
+
+
+def _wal_frames(engine: Engine, service: ResourceService, resources: list[dict[str, Any]]) -> float:
+    """WAL frames per create: checkpoint, write, read the WAL's size (frames are page + 24 B)."""
+    wal = Path(str(engine.url.database) + "-wal")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = conn.exec_driver_sql("PRAGMA page_size").scalar()
+    for resource in resources:
+        service.create("Observation", resource)
+    assert isinstance(page, int)
+    return (wal.stat().st_size - 32) / (page + 24) / len(resources)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--creates", type=int, default=2000)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--creates", type=int, default=1000)
     args = parser.parse_args()
-    engine = make_engine(Settings(DATABASE_URL=f"sqlite:///{tempfile.mkdtemp()}/cost.sqlite3"))
-    upgrade(engine)
-    service = ResourceService(SqlStore(engine))
-    resource = observation(0, random.Random(1))
-    service.create("Observation", resource)
-    timings: dict[str, list[float]] = {"with index": [], "without index": []}
-    for _ in range(args.rounds):
-        for label in timings:
-            switch = (
-                mock.patch.object(service_module, "index_rows", return_value=IndexRows())
-                if label == "without index"
-                else nullcontext()
-            )
-            with switch:
-                began = time.perf_counter()
-                for _ in range(args.creates):
-                    service.create("Observation", resource)
-                timings[label].append((time.perf_counter() - began) / args.creates * 1e6)
+    rng = random.Random(1)
+    total = PRELOAD + 2 * args.rounds * args.creates + 400
+    resources = [observation(i, rng) for i in range(total)]
+    with ExitStack() as stack:
+        if args.db == "sqlite":
+            url = f"sqlite:///{tempfile.mkdtemp()}/cost.sqlite3"
+        else:
+            url = stack.enter_context(_postgres_database())
+        engine = make_engine(Settings(DATABASE_URL=url))
+        upgrade(engine)
+        if args.db == "sqlite":
+
+            @event.listens_for(engine, "connect")
+            def _no_checkpoints(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+            engine.dispose()  # pooled connections must reconnect to take the pragma
+
+        service = ResourceService(SqlStore(engine))
+        for resource in resources[:PRELOAD]:
+            service.create("Observation", resource)
+        left = iter(resources[PRELOAD:])
+        if args.db == "sqlite":
+            frames = {}
+            for label, indexed in (("with index", True), ("without index", False)):
+                with _switch(indexed):
+                    frames[label] = _wal_frames(engine, service, [next(left) for _ in range(200)])
+            engine.dispose()
+            event.remove(engine, "connect", _no_checkpoints)
+        timings: dict[str, list[float]] = {"with index": [], "without index": []}
+        for _ in range(args.rounds):
+            for label in timings:
+                batch = [next(left) for _ in range(args.creates)]
+                with _switch(label == "with index"):
+                    began = time.perf_counter()
+                    for resource in batch:
+                        service.create("Observation", resource)
+                    timings[label].append((time.perf_counter() - began) / args.creates * 1e6)
+        rows = statistics.mean(index_rows(r).count() for r in resources[:1000])
+        engine.dispose()
     with_index = statistics.median(timings["with index"])
     without = statistics.median(timings["without index"])
-    print(f"create with index rows:    {with_index:7.1f} µs (median of {args.rounds})")
+    print(f"{args.db}: {PRELOAD:,} preloaded, {args.rounds} rounds of {args.creates} creates")
+    print(f"index rows per Observation:  {rows:.1f}")
+    print(f"create with index rows:    {with_index:7.1f} µs (median)")
     print(f"create without index rows: {without:7.1f} µs")
     print(f"indexing share of a create: {(with_index - without) / with_index:.0%}")
-    engine.dispose()
+    if args.db == "sqlite":
+        print(
+            f"WAL frames per create: {frames['with index']:.1f} with index, "
+            f"{frames['without index']:.1f} without"
+        )
     return 0
 
 

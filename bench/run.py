@@ -111,7 +111,7 @@ def _server(module: str, env: dict[str, str]) -> Iterator[str]:
 
 
 @contextmanager
-def _postgres_database() -> Iterator[str]:
+def _postgres_database(keep: bool = False) -> Iterator[str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -123,8 +123,11 @@ def _postgres_database() -> Iterator[str]:
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if keep:
+            print(f"kept database {name}", flush=True)
+        else:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

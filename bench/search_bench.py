@@ -1,7 +1,7 @@
 """Search latency as the database grows: 10k, 100k and 1M Observations (real shapes: vital
 signs, labs, pain scores; ~200 per patient across 5,000 patients).
 
-    python bench/search_bench.py [--db sqlite|postgresql] [--sizes 10000,100000,1000000]
+    python bench/search_bench.py [--db sqlite|postgresql] [--sizes 10000,100000,1000000] [--keep]
 
 Data is generated deterministically and written through the server's own store (validation
 skipped for speed; a sample is validated), then a uvicorn server pinned to core 1 answers wrk
@@ -162,6 +162,7 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="keep the database for study")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="kfhir-search-"))
@@ -179,7 +180,7 @@ def main() -> int:
         if args.db == "sqlite":
             url = f"sqlite:///{workdir / 'search.sqlite3'}"
         else:
-            url = stack.enter_context(_postgres_database())
+            url = stack.enter_context(_postgres_database(args.keep))
         engine = make_engine(Settings(DATABASE_URL=url))
         upgrade(engine)
         store = SqlStore(engine)

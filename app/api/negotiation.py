@@ -3,6 +3,9 @@ If-Match. Each parse failure is a FhirError, so it is answered as an OperationOu
 
 from __future__ import annotations
 
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
 from starlette.requests import Request
 
 from app.fhir.errors import BadRequestError, NotAcceptableError, UnsupportedMediaTypeError
@@ -133,3 +136,27 @@ def if_match(request: Request) -> int | None:
             f"If-Match '{value}' is not a version ETag such as W/\"3\"", ("If-Match",)
         )
     return int(text)
+
+
+def if_none_match_any(request: Request) -> bool:
+    """If-None-Match: * on PUT: create only if the resource does not exist."""
+    value = request.headers.get("if-none-match")
+    return value is not None and value.strip() == "*"
+
+
+def not_modified(request: Request, version_id: int, last_updated: datetime) -> bool:
+    """A conditional read (http.html#cread) the client's copy already answers: 304."""
+    tags = request.headers.get("if-none-match")
+    if tags is not None:
+        wanted = {t.strip().removeprefix("W/").strip('"') for t in tags.split(",")}
+        return str(version_id) in wanted or "*" in wanted
+    since = request.headers.get("if-modified-since")
+    if since is not None:
+        try:
+            when = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False  # an unreadable date is ignored (RFC 9110 13.1.3)
+        if when.tzinfo is None:
+            return False
+        return last_updated.replace(microsecond=0) <= when
+    return False

@@ -3,6 +3,7 @@ one response."""
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
@@ -11,14 +12,15 @@ from starlette.responses import Response
 
 from app.api import negotiation
 from app.api.context import base_url, read_body, runtime
-from app.api.responses import fhir_response, informational, resource_response
+from app.api.responses import fhir_response, informational, resource_response, version_headers
 from app.fhir import jsonio
 from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import capability_statement
-from app.fhir.errors import UnsupportedMediaTypeError
+from app.fhir.errors import MethodNotAllowedError, UnsupportedMediaTypeError
 from app.fhir.formats import parse_resource
 from app.fhir.history import history_query
 from app.fhir.models import require_resource_type
+from app.fhir.transactions import BundleProcessor
 
 router = APIRouter(prefix="/fhir")
 
@@ -165,10 +167,15 @@ async def create(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
     require_resource_type(resource_type)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
-    result = await rt.call(rt.service.create, resource_type, data)
+    if_none_exist = request.headers.get("if-none-exist")
+    result = await rt.call(rt.service.create, resource_type, data, if_none_exist)
     assert result.record is not None
     return resource_response(
-        request, result.record, 201, location=True, prefer=negotiation.prefer_return(request)
+        request,
+        result.record,
+        201 if result.created else 200,
+        location=True,
+        prefer=negotiation.prefer_return(request),
     )
 
 
@@ -178,6 +185,8 @@ async def create(request: Request, resource_type: str) -> Response:
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
     record = await rt.call(rt.service.read, resource_type, resource_id)
+    if negotiation.not_modified(request, record.version_id, record.last_updated):
+        return Response(status_code=304, headers=version_headers(record))
     return resource_response(request, record)
 
 
@@ -191,8 +200,15 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     rt = runtime(request)
     require_resource_type(resource_type)
     if_match = negotiation.if_match(request)
+    only_if_absent = negotiation.if_none_match_any(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
-    result = await rt.call(rt.service.update, resource_type, resource_id, data, if_match)
+    result = await rt.call(
+        partial(rt.service.update, only_if_absent=only_if_absent),
+        resource_type,
+        resource_id,
+        data,
+        if_match,
+    )
     assert result.record is not None
     return resource_response(
         request,
@@ -241,3 +257,104 @@ async def delete(request: Request, resource_type: str, resource_id: str) -> Resp
     if result.record is not None:
         return Response(status_code=204, headers={"ETag": f'W/"{result.record.version_id}"'})
     return Response(status_code=204)
+
+
+# -- Bundles and conditional interactions (http.html#transaction, #cond-update, #cdelete) -------
+@router.post("/", include_in_schema=False)
+@router.post(
+    "",
+    summary="transaction or batch: a Bundle of interactions",
+    tags=["system"],
+    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+)
+async def transaction(request: Request) -> Response:
+    rt = runtime(request)
+    bundle = parse_resource(await read_body(request), negotiation.body_format(request))
+    processor = BundleProcessor(
+        rt.service,
+        max_entries=rt.settings.max_bundle_entries,
+        multiple_delete=rt.settings.conditional_delete_multiple,
+        default_count=rt.settings.default_page_size,
+        max_count=rt.settings.max_page_size,
+    )
+    body = await rt.call(
+        processor.process, bundle, base_url(request), negotiation.prefer_return(request)
+    )
+    return fhir_response(request, body)
+
+
+def _condition(request: Request, what: str) -> str:
+    query = request.url.query
+    if not query:
+        raise MethodNotAllowedError(
+            f"{what} on a type needs search parameters (Type?params); to name one resource, "
+            "use Type/id",
+            ("url",),
+        )
+    return query
+
+
+@router.put(
+    "/{resource_type}",
+    summary="conditional update: update the one resource matching the query, or create",
+    tags=["type"],
+    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+)
+async def conditional_update(request: Request, resource_type: str) -> Response:
+    rt = runtime(request)
+    require_resource_type(resource_type)
+    query = _condition(request, "PUT")
+    if_match = negotiation.if_match(request)
+    data = parse_resource(await read_body(request), negotiation.body_format(request))
+    result = await rt.call(rt.service.conditional_update, resource_type, query, data, if_match)
+    assert result.record is not None
+    return resource_response(
+        request,
+        result.record,
+        201 if result.created else 200,
+        location=True,
+        prefer=negotiation.prefer_return(request),
+    )
+
+
+@router.patch(
+    "/{resource_type}",
+    summary="conditional patch: patch the one resource matching the query",
+    tags=["type"],
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json-patch+json": {}}}
+    },
+)
+async def conditional_patch(request: Request, resource_type: str) -> Response:
+    rt = runtime(request)
+    require_resource_type(resource_type)
+    query = _condition(request, "PATCH")
+    if_match = negotiation.if_match(request)
+    negotiation.body_format(request, patch=True)
+    operations = jsonio.loads(await read_body(request))
+    result = await rt.call(rt.service.conditional_patch, resource_type, query, operations, if_match)
+    assert result.record is not None
+    return resource_response(request, result.record, 200, prefer=negotiation.prefer_return(request))
+
+
+@router.delete(
+    "/{resource_type}",
+    summary="conditional delete: delete the resources matching the query",
+    tags=["type"],
+)
+async def conditional_delete(request: Request, resource_type: str) -> Response:
+    rt = runtime(request)
+    require_resource_type(resource_type)
+    query = _condition(request, "DELETE")
+    results = await rt.call(
+        rt.service.conditional_delete,
+        resource_type,
+        query,
+        rt.settings.conditional_delete_multiple,
+    )
+    deleted = [r.record for r in results if r.record is not None]
+    if negotiation.prefer_return(request) == "OperationOutcome":
+        names = ", ".join(f"{r.resource_type}/{r.resource_id}" for r in deleted) or "nothing"
+        return fhir_response(request, informational(f"Deleted {names}"), 200)
+    headers = {"ETag": f'W/"{deleted[0].version_id}"'} if len(deleted) == 1 else None
+    return Response(status_code=204, headers=headers)

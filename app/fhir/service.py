@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import jsonpatch
 
@@ -139,110 +140,260 @@ class ResourceService:
         return self.store.history(query)
 
     # -- writes -----------------------------------------------------------------------------
-    def create(self, resource_type: str, data: Any) -> WriteResult:
+    # Each write is prepared outside the transaction (validation, index rows) and applied by an
+    # `_..._in(tx, ...)` step, so a transaction Bundle can run many steps in one transaction.
+    def create(
+        self, resource_type: str, data: Any, if_none_exist: str | None = None
+    ) -> WriteResult:
         require_resource_type(resource_type)
         validate(data, resource_type)
         resource_id = new_id()
         index = index_rows(data)
+        return run_write(
+            self.store,
+            lambda tx: self.create_in(tx, resource_type, data, resource_id, index, if_none_exist),
+        )
 
-        def work(tx: WriteTx) -> WriteResult:
-            last_updated = now()
-            record = VersionRecord(
-                resource_type,
-                resource_id,
-                1,
-                last_updated,
-                "POST",
-                stamp(data, resource_id, 1, last_updated),
-            )
-            tx.insert(record, index)
-            return WriteResult(record, created=True)
-
-        return run_write(self.store, work)
+    def create_in(
+        self,
+        tx: WriteTx,
+        resource_type: str,
+        data: dict[str, Any],
+        resource_id: str,
+        index: IndexRows | None = None,
+        if_none_exist: str | None = None,
+    ) -> WriteResult:
+        """Create (validated `data`); with If-None-Exist, return the one match instead."""
+        if if_none_exist is not None:
+            matches = self._matches(tx, resource_type, if_none_exist, "If-None-Exist")
+            if len(matches) > 1:
+                raise PreconditionFailedError(
+                    f"If-None-Exist '{if_none_exist}' matches {len(matches)} {resource_type} "
+                    "resources; a conditional create needs at most one",
+                    ("If-None-Exist",),
+                )
+            if matches:
+                return WriteResult(_current_record(tx, resource_type, matches[0]))
+        last_updated = now()
+        record = VersionRecord(
+            resource_type,
+            resource_id,
+            1,
+            last_updated,
+            "POST",
+            stamp(data, resource_id, 1, last_updated),
+        )
+        tx.insert(record, index if index is not None else index_rows(data))
+        return WriteResult(record, created=True)
 
     def update(
-        self, resource_type: str, resource_id: str, data: Any, if_match: int | None = None
+        self,
+        resource_type: str,
+        resource_id: str,
+        data: Any,
+        if_match: int | None = None,
+        *,
+        only_if_absent: bool = False,
     ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
         validate(data, resource_type)
-        body_id = data.get("id")
-        if body_id is None:
-            raise BadRequestError(
-                f"The resource has no id; the URL names '{resource_id}'", (f"{resource_type}.id",)
-            )
-        if body_id != resource_id:
-            raise BadRequestError(
-                f"The resource id '{body_id}' does not match the id in the URL '{resource_id}'",
-                (f"{resource_type}.id",),
-            )
+        _check_body_id(data, resource_id, resource_type)
         index = index_rows(data)
+        return run_write(
+            self.store,
+            lambda tx: self.update_in(
+                tx, resource_type, resource_id, data, if_match, index, only_if_absent
+            ),
+        )
 
-        def work(tx: WriteTx) -> WriteResult:
-            state = tx.current(resource_type, resource_id)
-            _check_if_match(state, if_match, resource_type, resource_id)
-            return self._write_version(tx, state, resource_id, "PUT", data, index)
+    def update_in(
+        self,
+        tx: WriteTx,
+        resource_type: str,
+        resource_id: str,
+        data: dict[str, Any],
+        if_match: int | None = None,
+        index: IndexRows | None = None,
+        only_if_absent: bool = False,
+    ) -> WriteResult:
+        state = tx.current(resource_type, resource_id)
+        if only_if_absent and state is not None and not state.deleted:
+            raise PreconditionFailedError(
+                f"If-None-Match: * asked to create {resource_type}/{resource_id}, which exists "
+                f"(version {state.version_id})",
+                ("If-None-Match",),
+            )
+        _check_if_match(state, if_match, resource_type, resource_id)
+        return self._write_version(
+            tx, state, resource_id, "PUT", data, index if index is not None else index_rows(data)
+        )
 
-        return run_write(self.store, work)
+    def conditional_update(
+        self, resource_type: str, query: str, data: Any, if_match: int | None = None
+    ) -> WriteResult:
+        require_resource_type(resource_type)
+        validate(data, resource_type)
+        fresh_id = new_id()
+        return run_write(
+            self.store,
+            lambda tx: self.conditional_update_in(
+                tx, resource_type, query, data, if_match, fresh_id
+            ),
+        )
+
+    def conditional_update_in(
+        self,
+        tx: WriteTx,
+        resource_type: str,
+        query: str,
+        data: dict[str, Any],
+        if_match: int | None,
+        fresh_id: str,
+    ) -> WriteResult:
+        """PUT Type?query (http.html#cond-update): no match creates (with the body's id if it
+        has one), one match is updated, several are 412."""
+        matches = self._matches(tx, resource_type, query, "The conditional update")
+        body_id = data.get("id")
+        if len(matches) > 1:
+            raise PreconditionFailedError(
+                f"The conditional update '{resource_type}?{query}' matches {len(matches)} "
+                "resources; it needs at most one"
+            )
+        if matches:
+            if body_id is not None and body_id != matches[0]:
+                raise BadRequestError(
+                    f"The resource id '{body_id}' is not the id of the resource the condition "
+                    f"matches ({resource_type}/{matches[0]})",
+                    (f"{resource_type}.id",),
+                )
+            target = matches[0]
+        else:
+            target = check_id(body_id) if body_id is not None else fresh_id
+        data = {**data, "id": target}
+        return self.update_in(tx, resource_type, target, data, if_match)
 
     def patch(
         self, resource_type: str, resource_id: str, operations: Any, if_match: int | None = None
     ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
-        try:
-            patch = jsonpatch.JsonPatch(operations)
-        except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
-            raise BadRequestError(f"The body is not a JSON Patch document: {exc}") from None
+        patch = _json_patch(operations)
+        return run_write(
+            self.store, lambda tx: self.patch_in(tx, resource_type, resource_id, patch, if_match)
+        )
+
+    def conditional_patch(
+        self, resource_type: str, query: str, operations: Any, if_match: int | None = None
+    ) -> WriteResult:
+        require_resource_type(resource_type)
+        patch = _json_patch(operations)
 
         def work(tx: WriteTx) -> WriteResult:
-            state = tx.current(resource_type, resource_id)
-            if state is None:
-                raise NotFoundError(f"{resource_type}/{resource_id} is not known")
-            if state.deleted:
-                raise GoneError(f"{resource_type}/{resource_id} was deleted")
-            _check_if_match(state, if_match, resource_type, resource_id)
-            content = tx.current_content(state)
-            assert content is not None
-            try:
-                patched = patch.apply(jsonio.loads(content))
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-                raise UnprocessableError(f"The patch cannot be applied: {exc}") from None
-            validate(patched, resource_type)
-            if patched.get("id") != resource_id:
-                raise UnprocessableError(
-                    "A patch may not change the resource's id", (f"{resource_type}.id",)
-                )
-            return self._write_version(
-                tx, state, resource_id, "PATCH", patched, index_rows(patched)
-            )
+            target = self._one_match(tx, resource_type, query, "The conditional patch")
+            return self.patch_in(tx, resource_type, target, patch, if_match)
 
         return run_write(self.store, work)
+
+    def patch_in(
+        self,
+        tx: WriteTx,
+        resource_type: str,
+        resource_id: str,
+        patch: jsonpatch.JsonPatch,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        state = tx.current(resource_type, resource_id)
+        if state is None:
+            raise NotFoundError(f"{resource_type}/{resource_id} is not known")
+        if state.deleted:
+            raise GoneError(f"{resource_type}/{resource_id} was deleted")
+        _check_if_match(state, if_match, resource_type, resource_id)
+        content = tx.current_content(state)
+        assert content is not None
+        try:
+            patched = patch.apply(jsonio.loads(content))
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise UnprocessableError(f"The patch cannot be applied: {exc}") from None
+        validate(patched, resource_type)
+        if patched.get("id") != resource_id:
+            raise UnprocessableError(
+                "A patch may not change the resource's id", (f"{resource_type}.id",)
+            )
+        return self._write_version(tx, state, resource_id, "PATCH", patched, index_rows(patched))
 
     def delete(
         self, resource_type: str, resource_id: str, if_match: int | None = None
     ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
+        return run_write(
+            self.store, lambda tx: self.delete_in(tx, resource_type, resource_id, if_match)
+        )
 
-        def work(tx: WriteTx) -> WriteResult:
-            state = tx.current(resource_type, resource_id)
-            if state is not None and if_match is not None:
-                _check_if_match(state, if_match, resource_type, resource_id)
-            if state is None or state.deleted:
-                return WriteResult(None)  # deleting what is not there succeeds, idempotently
-            record = VersionRecord(
-                resource_type,
-                resource_id,
-                state.version_id + 1,
-                after(state.last_updated),
-                "DELETE",
-                None,
+    def delete_in(
+        self, tx: WriteTx, resource_type: str, resource_id: str, if_match: int | None = None
+    ) -> WriteResult:
+        state = tx.current(resource_type, resource_id)
+        if state is not None and if_match is not None:
+            _check_if_match(state, if_match, resource_type, resource_id)
+        if state is None or state.deleted:
+            return WriteResult(None)  # deleting what is not there succeeds, idempotently
+        record = VersionRecord(
+            resource_type,
+            resource_id,
+            state.version_id + 1,
+            after(state.last_updated),
+            "DELETE",
+            None,
+        )
+        tx.append(state, record, IndexRows())
+        return WriteResult(record)
+
+    def conditional_delete(
+        self, resource_type: str, query: str, multiple: bool = False
+    ) -> list[WriteResult]:
+        require_resource_type(resource_type)
+        return run_write(
+            self.store, lambda tx: self.conditional_delete_in(tx, resource_type, query, multiple)
+        )
+
+    def conditional_delete_in(
+        self, tx: WriteTx, resource_type: str, query: str, multiple: bool
+    ) -> list[WriteResult]:
+        """DELETE Type?query: every match when the server allows several, else at most one."""
+        limit = MAX_CONDITIONAL_DELETE + 1 if multiple else 2
+        matches = self._matches(tx, resource_type, query, "The conditional delete", limit)
+        if len(matches) > (MAX_CONDITIONAL_DELETE if multiple else 1):
+            allowed = f"at most {MAX_CONDITIONAL_DELETE}" if multiple else "at most one"
+            raise PreconditionFailedError(
+                f"The conditional delete '{resource_type}?{query}' matches more than "
+                f"{len(matches) - 1} resources; this server deletes {allowed} per request"
             )
-            tx.append(state, record, IndexRows())
-            return WriteResult(record)
+        return [self.delete_in(tx, resource_type, match) for match in matches]
 
-        return run_write(self.store, work)
+    def _one_match(self, tx: WriteTx, resource_type: str, query: str, what: str) -> str:
+        matches = self._matches(tx, resource_type, query, what)
+        if not matches:
+            raise NotFoundError(f"{what} '{resource_type}?{query}' matches no resource")
+        if len(matches) > 1:
+            raise PreconditionFailedError(
+                f"{what} '{resource_type}?{query}' matches {len(matches)} resources; "
+                "it needs exactly one"
+            )
+        return matches[0]
+
+    def _matches(
+        self, tx: WriteTx, resource_type: str, query: str, what: str, limit: int = 2
+    ) -> list[str]:
+        """Ids of the resources a conditional request's search matches (up to `limit`).
+
+        The lock on the normalised query makes two requests with the same condition run one
+        after the other on PostgreSQL (SQLite has one writer anyway), so two parallel
+        conditional creates cannot both find nothing and both create."""
+        request = conditional_search(resource_type, query, what)
+        tx.lock(f"{resource_type}?{urlencode(sorted(parse_qsl(query, keep_blank_values=True)))}")
+        return [resource_id for _, resource_id in tx.find(request, limit)]
 
     @staticmethod
     def _write_version(
@@ -268,6 +419,62 @@ class ResourceService:
         )
         tx.append(state, record, index)
         return WriteResult(record, created=state.deleted)
+
+
+# Conditional deletes of several resources stop here: one request should not empty a table.
+MAX_CONDITIONAL_DELETE = 100
+
+
+def conditional_search(resource_type: str, query: str, what: str) -> SearchRequest:
+    """The search of a conditional interaction: criteria only, every parameter known."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    request = parse_search((resource_type,), pairs, 2, 2)
+    if request.unknown:
+        names = ", ".join(sorted(set(request.unknown)))
+        raise BadRequestError(
+            f"{what} uses unknown or unsupported search parameter(s) for {resource_type}: {names}",
+            tuple(sorted(set(request.unknown))),
+            code="not-supported",
+        )
+    if not request.criteria:
+        raise BadRequestError(
+            f"{what} '{resource_type}?{query}' has no search criteria: it would match everything"
+        )
+    return request
+
+
+def _current_record(tx: WriteTx, resource_type: str, resource_id: str) -> VersionRecord:
+    state = tx.current(resource_type, resource_id)
+    assert state is not None
+    assert not state.deleted
+    return VersionRecord(
+        resource_type,
+        resource_id,
+        state.version_id,
+        state.last_updated,
+        "GET",
+        tx.current_content(state),
+    )
+
+
+def _check_body_id(data: dict[str, Any], resource_id: str, resource_type: str) -> None:
+    body_id = data.get("id")
+    if body_id is None:
+        raise BadRequestError(
+            f"The resource has no id; the URL names '{resource_id}'", (f"{resource_type}.id",)
+        )
+    if body_id != resource_id:
+        raise BadRequestError(
+            f"The resource id '{body_id}' does not match the id in the URL '{resource_id}'",
+            (f"{resource_type}.id",),
+        )
+
+
+def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
+    try:
+        return jsonpatch.JsonPatch(operations)
+    except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
+        raise BadRequestError(f"The body is not a JSON Patch document: {exc}") from None
 
 
 def _check_if_match(

@@ -93,6 +93,14 @@ class WriteTx(Protocol):
         """Store the next version of an existing resource, make it current, and replace its
         index rows (none for a delete)."""
 
+    def find(self, request: SearchRequest, limit: int) -> list[tuple[str, str]]:
+        """(type, id) of up to `limit` current resources matching `request`, as this
+        transaction sees them (its own writes included)."""
+
+    def lock(self, key: str) -> None:
+        """Hold a lock named `key` until the transaction ends: writers that take the same key
+        run one after another (a conditional create's search, then its insert)."""
+
 
 class Store(Protocol):
     def write(self) -> AbstractContextManager[WriteTx]: ...

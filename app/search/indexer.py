@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from app.search import index_values as iv
+from app.search.aliases import RESOURCE_COLUMNS, indexed_params
 from app.search.extract import Extractor, compile_expression
-from app.search.registry import SearchParamDef, by_url, expression_for, params_for
+from app.search.registry import (
+    REGISTRY_PATH,
+    SearchParamDef,
+    by_url,
+    expression_for,
+    params_for,
+)
 
-# Answered from the resource table itself, not from index rows.
-RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
+# Bump when a change to extraction or normalisation changes the rows of stored resources.
+_EXTRACTION_VERSION = 2
+
+
+@cache
+def index_fingerprint() -> str:
+    """Names the rules the index rows follow: stored rows older than these are rebuilt."""
+    digest = hashlib.sha256(REGISTRY_PATH.read_bytes())
+    digest.update(str(_EXTRACTION_VERSION).encode())
+    return digest.hexdigest()[:32]
 
 
 def _relative(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
@@ -50,12 +66,13 @@ Component = tuple[str, Callable[[dict[str, Any]], list[Any]]]
 class _Plan:
     """What to evaluate for one resource type: (code, type, extractor) per parameter."""
 
-    def __init__(self, resource_type: str) -> None:
+    def __init__(self, resource_type: str, with_aliases: bool) -> None:
+        wanted = params_for(resource_type) if with_aliases else indexed_params(resource_type)
         self.simple: list[tuple[str, str, Extractor]] = []
         self.composites: list[
             tuple[str, Extractor, list[tuple[str, Callable[..., list[Any]]]]]
         ] = []
-        for code, definition in sorted(params_for(resource_type).items()):
+        for code, definition in sorted(wanted.items()):
             if code in RESOURCE_COLUMNS or definition.type == "special":
                 continue
             expression = expression_for(definition, resource_type)
@@ -81,13 +98,15 @@ class _Plan:
 
 
 @cache
-def _plan(resource_type: str) -> _Plan:
-    return _Plan(resource_type)
+def _plan(resource_type: str, with_aliases: bool) -> _Plan:
+    return _Plan(resource_type, with_aliases)
 
 
-def index_rows(resource: dict[str, Any]) -> iv.IndexRows:
+def index_rows(resource: dict[str, Any], *, with_aliases: bool = False) -> iv.IndexRows:
+    """The rows to store; with_aliases adds the rows of parameters stored as others' rows
+    (app/search/aliases.py), which the tests derive both ways."""
     rows = iv.IndexRows()
-    plan = _plan(resource["resourceType"])
+    plan = _plan(resource["resourceType"], with_aliases)
     for code, kind, extractor in plan.simple:
         values = extractor(resource)
         if not values:

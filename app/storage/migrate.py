@@ -6,9 +6,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, delete, insert, select, text
 
+from app.search.indexer import index_fingerprint
 from app.storage.engine import SQLITE_BEGIN, is_sqlite
+from app.storage.reindex import reindex
+from app.storage.tables import index_state_table
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 _ADVISORY_LOCK = 7_061_300  # any constant: serialises concurrent upgrades on PostgreSQL
@@ -36,6 +39,21 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            if revision == "head":
+                refresh_index(connection)
+
+
+def refresh_index(connection: Connection) -> bool:
+    """Rebuild the search index if it was written by other extraction rules (a new registry,
+    new aliases, a migration that emptied it); returns whether it did."""
+    fingerprint = index_fingerprint()
+    stored = connection.execute(select(index_state_table.c.fingerprint)).scalar()
+    if stored == fingerprint:
+        return False
+    reindex(connection)
+    connection.execute(delete(index_state_table))
+    connection.execute(insert(index_state_table).values(id=1, fingerprint=fingerprint))
+    return True
 
 
 def current_revision(engine: Engine) -> str | None:

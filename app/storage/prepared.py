@@ -20,9 +20,11 @@ Processor = Callable[[Any], Any] | None
 
 class Prepared:
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+        # render_postcompile: IN lists become one parameter per value, fixed at compile time
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         assert isinstance(compiled, SQLCompiler)
         self.sql: str = compiled.string
+        self._defaults: dict[str, Any] = dict(compiled.params)  # values bound in the statement
         self._order: Sequence[str] | None = compiled.positiontup if compiled.positional else None
         self._binds: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
@@ -39,6 +41,8 @@ class Prepared:
         self._convert_rows = any(p is not None for p in self._results)
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        if self._defaults:
+            values = {**self._defaults, **values}
         if self._binds:
             values = {k: (self._binds[k](v) if k in self._binds else v) for k, v in values.items()}
         if self._order is not None:
@@ -56,3 +60,6 @@ class Prepared:
 
     def one_or_none(self, cursor: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         return self.row(self.execute(cursor, values).fetchone())
+
+    def all(self, cursor: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return [self.row(raw) or () for raw in self.execute(cursor, values).fetchall()]

@@ -51,9 +51,9 @@ def reindex(connection: Connection) -> int:
                 )
             for kind, table in INDEX_TABLES.items():
                 names = [c.name for c in table.columns]
-                for row in getattr(index, kind):
+                for seq, row in enumerate(getattr(index, kind)):
                     batches[kind].append(
-                        dict(zip(names, (res_key, resource_type, *row), strict=True))
+                        dict(zip(names, (res_key, resource_type, *row, seq), strict=True))
                     )
         for kind, values in batches.items():
             if values:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import UnaryExpression
 
+from app.search.aliases import stored_as
 from app.search.dates import EPOCH, to_us
 from app.search.index_values import fold
 from app.search.query import (
@@ -242,6 +243,21 @@ def _type_filter(column: Any, resource_type: str) -> ColumnElement[bool]:
     return true() if resource_type == ANY_TYPE else column == resource_type
 
 
+def _param_filter(
+    table: Any, resource_type: str, code: str, suffix: str = "", hidden: bool = False
+) -> list[ColumnElement[bool]]:
+    """The rows of parameter `code`: its own, or for an alias those of the parameters holding
+    them (app/search/aliases.py). `hidden` keeps the terms out of index selection (`|| ''`)."""
+    stored = stored_as(resource_type, code)
+    column = table.c.param.concat("") if hidden else table.c.param
+    codes = [c + suffix for c in stored.codes]
+    conds = [column == codes[0] if len(codes) == 1 else column.in_(codes)]
+    if stored.target_type is not None:
+        target = table.c.target_type.concat("") if hidden else table.c.target_type
+        conds.append(target == stored.target_type)
+    return conds
+
+
 def matching_keys(
     criterion: Criterion | Chain | Has, spans: Spans | None = None
 ) -> tuple[Select[Any], bool]:
@@ -272,8 +288,11 @@ def matching_keys(
             )
         return select(row.c.res_key).where(_type_filter(row.c.resource_type, rt), match), False
     table = INDEX_TABLES[criterion.kind]
-    code = criterion.code + (":of-type" if criterion.modifier == "of-type" else "")
-    base = [_type_filter(table.c.resource_type, rt), table.c.param == code]
+    suffix = ":of-type" if criterion.modifier == "of-type" else ""
+    base = [
+        _type_filter(table.c.resource_type, rt),
+        *_param_filter(table, rt, criterion.code, suffix),
+    ]
     if criterion.modifier == "missing":
         return select(table.c.res_key).where(*base), bool(criterion.missing)
     conds = [_value_condition(table, criterion, value, spans) for value in criterion.values]
@@ -355,7 +374,7 @@ def resolve_links(
                 select(x.c.target_id)
                 .where(
                     x.c.resource_type == criterion.source_type,
-                    x.c.param == criterion.code,
+                    *_param_filter(x, criterion.source_type, criterion.code),
                     x.c.target_type == criterion.resource_type,
                     x.c.target_id.is_not(None),
                     _keys_condition(x.c.res_key, inner, spans),
@@ -383,7 +402,7 @@ def _chain(chain: Chain, spans: Spans | None) -> Select[Any]:
     )
     return select(x.c.res_key).where(
         _type_filter(x.c.resource_type, chain.resource_type),
-        x.c.param == chain.code,
+        *_param_filter(x, chain.resource_type, chain.code),
         x.c.target_type == target,
         x.c.target_id.in_(targets),
     )
@@ -393,7 +412,7 @@ def _has(has: Has, spans: Spans | None) -> Select[Any]:
     x = INDEX_TABLES["reference"].alias()
     referenced = select(x.c.target_id).where(
         x.c.resource_type == has.source_type,
-        x.c.param == has.code,
+        *_param_filter(x, has.source_type, has.code),
         x.c.target_type == has.resource_type,
         _keys_condition(x.c.res_key, has.inner),
     )
@@ -512,9 +531,10 @@ def order_by(request: SearchRequest) -> list[Any]:
 
 
 def _sort_subquery(request: SearchRequest, code: str, descending: bool) -> Any:
-    definition = next((d for t in request.resource_types if (d := param(t, code))), None)
-    if definition is None or definition.type not in _SORT_COLUMN:
+    found = next(((t, d) for t in request.resource_types if (d := param(t, code))), None)
+    if found is None or found[1].type not in _SORT_COLUMN:
         return literal(None)
+    resource_type, definition = found
     table = INDEX_TABLES[definition.type].alias()
     ascending_col, descending_col = _SORT_COLUMN[definition.type]
     aggregate = (
@@ -522,7 +542,7 @@ def _sort_subquery(request: SearchRequest, code: str, descending: bool) -> Any:
     )
     return (
         select(aggregate)
-        .where(table.c.res_key == r.c.res_key, table.c.param == code)
+        .where(table.c.res_key == r.c.res_key, *_param_filter(table, resource_type, code))
         .scalar_subquery()
     )
 
@@ -534,10 +554,10 @@ def include_targets(keys: list[int], include: Any) -> Select[Any]:
     rather walk every reference of that parameter. `|| ''` keeps the other terms out of index
     selection on both databases without changing their meaning."""
     x = INDEX_TABLES["reference"]
-    conds = [x.c.res_key.in_(keys)]
+    conds: list[ColumnElement[bool]] = [x.c.res_key.in_(keys)]
     if include.code != "*":
         conds += [
-            x.c.param.concat("") == include.code,
+            *_param_filter(x, include.source_type, include.code, hidden=True),
             x.c.resource_type.concat("") == include.source_type,
         ]
     if include.target_type:
@@ -563,5 +583,5 @@ def revinclude_sources(targets: list[tuple[str, str]], include: Any) -> Select[A
     if include.source_type != "*":
         conds.append(x.c.resource_type == include.source_type)
     if include.code != "*":
-        conds.append(x.c.param == include.code)
+        conds.extend(_param_filter(x, include.source_type, include.code))
     return select(x.c.res_key).where(*conds).distinct()

@@ -3,6 +3,7 @@ an ORM session costs ~100 µs per get on this machine, a Core select a few."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -130,14 +131,69 @@ def _db_value(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+class _Rows:
+    """Rows from a cursor, with the parts of a SQLAlchemy Result the search code reads."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._rows)
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+    def scalars(self) -> _Rows:
+        return _Rows([(row[0],) for row in self._rows])
+
+
+class _CursorConnection:
+    """Core statements run on the write transaction's own cursor, so a search inside a write
+    sees that transaction's rows (a conditional create after a create in one Bundle)."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self._dialect = dialect
+
+    def execute(self, statement: Any) -> _Rows:
+        return _Rows(Prepared(statement, self._dialect).all(self._cursor, {}))
+
+
 class SqlWriteTx:
     def __init__(
-        self, cursor: Any, statements: _Statements, known_spans: dict[tuple[str, str], int]
+        self,
+        cursor: Any,
+        statements: _Statements,
+        known_spans: dict[tuple[str, str], int],
+        dialect: Dialect,
     ) -> None:
         self._cursor = cursor
         self._sql = statements
         self._known_spans = known_spans
+        self._dialect = dialect
         self.new_spans: dict[tuple[str, str], int] = {}  # published to the cache on commit
+
+    def find(self, request: SearchRequest, limit: int) -> list[tuple[str, str]]:
+        conn = _CursorConnection(self._cursor, self._dialect)
+        spans = {(t, p): s for t, p, s in conn.execute(select(date_span_table))}
+        request = replace(
+            request, criteria=[search_sql.resolve_links(conn, c, spans) for c in request.criteria]
+        )
+        source, conds = search_sql.from_clause(request, spans)
+        statement = (
+            select(r.c.resource_type, r.c.resource_id)
+            .select_from(source)
+            .where(*conds)
+            .order_by(r.c.res_key)
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in conn.execute(statement)]
+
+    def lock(self, key: str) -> None:
+        if self._dialect.name == "postgresql":
+            number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+            self._cursor.execute("SELECT pg_advisory_xact_lock(%s)", (number - (1 << 63),))
+        # SQLite: BEGIN IMMEDIATE already made this the only writer
 
     def current(self, resource_type: str, resource_id: str) -> CurrentState | None:
         row = self._sql.current.one_or_none(self._cursor, {"rt": resource_type, "rid": resource_id})
@@ -189,7 +245,9 @@ class SqlWriteTx:
         for kind, sql in self._sql.insert_index.items():
             rows = getattr(index, kind)
             if rows:
-                self._cursor.executemany(sql, [(key, resource_type, *row) for row in rows])
+                self._cursor.executemany(
+                    sql, [(key, resource_type, *row, seq) for seq, row in enumerate(rows)]
+                )
         for param, low, high in index.date:
             span_key = (resource_type, param)
             span = high - low
@@ -264,7 +322,7 @@ class SqlStore:
             try:
                 cursor.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
                 try:
-                    tx = SqlWriteTx(cursor, self._sql, self._known_spans)
+                    tx = SqlWriteTx(cursor, self._sql, self._known_spans, self._engine.dialect)
                     yield tx
                     cursor.execute("COMMIT")
                     for span_key, span in tx.new_spans.items():

@@ -17,6 +17,8 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     UniqueConstraint,
@@ -73,26 +75,37 @@ metadata = SQLModel.metadata
 
 
 # -- search index: one table per parameter type, rewritten with each version -------------------
-# Every row carries the resource key, type and parameter code; indexes lead with (type, param,
-# value) and end with res_key, so a criterion is answered from the index alone.
-def _index_table(name: str, *columns: Column[Any], indexes: list[tuple[str, ...]]) -> Table:
+# Each table is keyed (res_key, param, seq), seq numbering one resource's rows: on SQLite a
+# WITHOUT ROWID table clustered on that key, so rewriting one resource's rows and the EXISTS probe
+# of one candidate need no separate index. Value indexes lead with (type, param, value) and end
+# with res_key, so a criterion is answered from the index alone. Every index entry is a page
+# written at commit (docs/architecture.md), hence partial indexes where most rows have no value.
+# No foreign key to `resource`: the rows are derived data written by one path, and the check
+# would cost a lookup per row.
+def _index_table(
+    name: str, *columns: Column[Any], indexes: list[tuple[tuple[str, ...], str | None]]
+) -> Table:
     table = Table(
         name,
         metadata,
-        Column("res_key", BigKey, ForeignKey("resource.res_key"), nullable=False),
+        Column("res_key", BigKey, nullable=False),
         Column("resource_type", String(64), nullable=False),
         Column("param", String(100), nullable=False),
         *columns,
+        Column("seq", SmallInteger, nullable=False),
+        PrimaryKeyConstraint("res_key", "param", "seq", name=f"pk_{name}"),
+        sqlite_with_rowid=False,
     )
-    # (res_key, param): the seek of an EXISTS probe and of rewriting one resource's rows
-    Index(f"ix_{name}_res_key", table.c.res_key, table.c.param)
-    for number, cols in enumerate(indexes):
+    for number, (cols, present) in enumerate(indexes):
+        where = table.c[present].is_not(None) if present else None
         Index(
             f"ix_{name}_{number}",
             table.c.resource_type,
             table.c.param,
             *(table.c[c] for c in cols),
             table.c.res_key,
+            sqlite_where=where,
+            postgresql_where=where,
         )
     return table
 
@@ -102,19 +115,19 @@ token_table = _index_table(
     Column("system", String(255)),
     Column("code", String(255)),
     Column("text", String(255)),
-    indexes=[("code", "system"), ("text",)],
+    indexes=[(("code", "system"), None), (("text",), "text")],
 )
 string_table = _index_table(
     "search_string",
     Column("norm", String(255), nullable=False),
     Column("exact", String(1024), nullable=False),
-    indexes=[("norm",)],
+    indexes=[(("norm",), None)],
 )
 date_table = _index_table(
     "search_date",
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
-    indexes=[("low", "high"), ("high", "low")],
+    indexes=[(("low", "high"), None), (("high", "low"), None)],
 )
 # The widest [low, high] per (type, parameter) ever indexed. It only grows. A search whose
 # values bound `low` from above (lt, le, eq) then also bounds `high` (high <= bound + span),
@@ -126,10 +139,18 @@ date_span_table = Table(
     Column("param", String(100), primary_key=True),
     Column("max_span", BigInteger, nullable=False),
 )
+# Which extraction rules the rows were written with (app.search.indexer.index_fingerprint);
+# app.storage.migrate.upgrade rebuilds the index when the code's differs. One row, id 1.
+index_state_table = Table(
+    "search_index_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("fingerprint", String(64), nullable=False),
+)
 number_table = _index_table(
     "search_number",
     Column("value", Float, nullable=False),
-    indexes=[("value",)],
+    indexes=[(("value",), None)],
 )
 quantity_table = _index_table(
     "search_quantity",
@@ -138,15 +159,16 @@ quantity_table = _index_table(
     Column("code", String(255)),
     Column("canon_value", Float),
     Column("canon_code", String(255)),
-    indexes=[("code", "value"), ("canon_code", "canon_value"), ("value",)],
+    indexes=[(("code", "value"), None), (("canon_code", "canon_value"), None), (("value",), None)],
 )
 reference_table = _index_table(
     "search_reference",
     Column("target_type", String(64)),
     Column("target_id", String(64)),
     Column("url", String(1024)),
-    indexes=[("target_id", "target_type"), ("url",)],
+    indexes=[(("target_id", "target_type"), None), (("url",), "url")],
 )
+# Who points at a resource, whatever the parameter: _revinclude=*, and chains over several types.
 Index(
     "ix_search_reference_target",
     reference_table.c.target_type,
@@ -154,11 +176,13 @@ Index(
     reference_table.c.resource_type,
     reference_table.c.param,
     reference_table.c.res_key,
+    sqlite_where=reference_table.c.target_id.is_not(None),
+    postgresql_where=reference_table.c.target_id.is_not(None),
 )
 uri_table = _index_table(
     "search_uri",
     Column("value", String(1024), nullable=False),
-    indexes=[("value",)],
+    indexes=[(("value",), None)],
 )
 # Composites pair a token (the first component) with a second component of any type.
 composite_table = _index_table(
@@ -173,7 +197,7 @@ composite_table = _index_table(
     Column("c2_low", BigInteger),
     Column("c2_high", BigInteger),
     Column("c2_text", String(255)),
-    indexes=[("c1_code", "c1_system")],
+    indexes=[(("c1_code", "c1_system"), None)],
 )
 INDEX_TABLES = {
     "token": token_table,

@@ -211,10 +211,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_search_uri_res_key", ["res_key", "param"], unique=False)
 
     # ### end Alembic commands ###
-    # Resources stored before the index existed get their rows now.
-    from app.storage.reindex import reindex
-
-    reindex(op.get_bind())
+    # Rows for resources stored before: app.storage.migrate.upgrade reindexes after migrating.
 
 
 def downgrade() -> None:

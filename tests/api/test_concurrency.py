@@ -110,3 +110,40 @@ def test_parallel_update_as_create_of_one_id_makes_one_resource(
     assert statuses.count(200) == WRITERS - 1
     history = http.get("/fhir/Patient/same-new-id/_history", params={"_count": "100"}).json()
     assert history["total"] == WRITERS
+
+
+def test_parallel_conditional_creates_make_exactly_one(http: httpx.Client, server: str) -> None:
+    """The duplicate-patient race HAPI, Microsoft's server and Medplum have open bugs about:
+    every request searches, finds nothing, creates. Here the search and the insert of requests
+    with the same condition run one after the other."""
+    condition = "identifier=http://hospital.example/mrn|race-1"
+    body = {
+        **patient(),
+        "identifier": [{"system": "http://hospital.example/mrn", "value": "race-1"}],
+    }
+
+    def attempt(_: int) -> tuple[int, str]:
+        with httpx.Client(base_url=server, timeout=30) as own:
+            response = own.post(
+                "/fhir/Patient", json=body, headers={**JSON_HEADERS, "If-None-Exist": condition}
+            )
+            return response.status_code, response.json()["id"]
+
+    results = _parallel(WRITERS, attempt)
+    assert sorted(status for status, _ in results) == [200] * (WRITERS - 1) + [201]
+    assert len({resource_id for _, resource_id in results}) == 1
+    assert http.get(f"/fhir/Patient?{condition}").json()["total"] == 1
+
+
+def test_parallel_visit_transactions_share_one_patient(http: httpx.Client, server: str) -> None:
+    from tests.api.test_transactions import _visit
+
+    def attempt(i: int) -> int:
+        with httpx.Client(base_url=server, timeout=60) as own:
+            return own.post(
+                "/fhir", json=_visit(pain_before=i % 10), headers=JSON_HEADERS
+            ).status_code
+
+    assert _parallel(WRITERS, attempt) == [200] * WRITERS
+    assert http.get("/fhir/Patient").json()["total"] == 1
+    assert http.get("/fhir/Observation").json()["total"] == 2 * WRITERS

@@ -262,8 +262,9 @@ def test_index_rows_of_a_pain_observation() -> None:
     rows = index_rows(PAIN)
     assert ("code", LOINC, "72514-3", fold(PAIN_DISPLAY)) in rows.token
     assert ("status", None, "final", None) in rows.token
-    assert ("patient", "Patient", "p1", None) in rows.reference
-    assert ("subject", "Patient", "p1", None) in rows.reference
+    # `patient` is the subject rows pointing at a Patient (app/search/aliases.py): not stored
+    assert rows.reference == {("subject", "Patient", "p1", None)}
+    assert ("patient", "Patient", "p1", None) in index_rows(PAIN, with_aliases=True).reference
     assert rows.date == {("date", DAY_LOW, DAY_HIGH)}
     assert ("value-quantity", 6.0, UCUM, "{score}", 6.0, "1") in rows.quantity
     # (code, first system, first code, system, code, value, canon value, canon code, low, high,
@@ -281,7 +282,8 @@ def test_index_rows_of_a_pain_observation() -> None:
         None,
         None,
     ) in rows.composite
-    assert {row[0] for row in rows.composite} == {
+    assert {row[0] for row in rows.composite} == {"code-value-quantity"}
+    assert {row[0] for row in index_rows(PAIN, with_aliases=True).composite} == {
         "code-value-quantity",
         "combo-code-value-quantity",
     }
