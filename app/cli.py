@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | migrate`."""
+"""Command line: `python -m app serve | migrate | load`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,48 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from app.fhir.loading import Totals, Unit, load
+    from app.fhir.service import ResourceService
+    from app.storage.engine import make_engine, wait_for_database
+    from app.storage.migrate import upgrade
+    from app.storage.sql_store import SqlStore
+
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    engine = make_engine(settings)
+    wait_for_database(engine, settings.db_wait_seconds)
+    upgrade(engine)
+    size = sum(
+        f.stat().st_size
+        for p in paths
+        for f in ([p] if p.is_file() else p.rglob("*"))
+        if f.is_file()
+    )
+    bar = tqdm(total=size, unit="B", unit_scale=True, file=sys.stderr, disable=args.quiet)
+
+    def progress(unit: Unit, totals: Totals) -> None:
+        for failure in unit.failures:
+            tqdm.write(f"FAILED {failure.where}: {failure.reason}", file=sys.stderr)
+        rate = totals.stored / max(bar.format_dict["elapsed"], 1e-9)
+        bar.set_postfix_str(f"{totals.stored:,} resources, {rate:,.0f}/s, {totals.failed} failed")
+        bar.update(unit.size)
+
+    totals = load(ResourceService(SqlStore(engine)), paths, workers=args.workers, on_unit=progress)
+    bar.close()
+    engine.dispose()
+    print(f"loaded {totals.stored:,} resources; {totals.failed:,} failed")
+    return 1 if totals.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app", description="Ketamine infusion FHIR R4B server"
@@ -57,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the newest")
     migrate.set_defaults(func=_migrate)
+    loader = commands.add_parser(
+        "load",
+        help="load Bundles (transaction, batch, collection), resources and NDJSON files",
+    )
+    loader.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    loader.add_argument("--workers", type=int, default=None, help="preparing processes")
+    loader.add_argument("--quiet", action="store_true", help="no progress bar")
+    loader.set_defaults(func=_load)
     return parser
 
 

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, alias="FHIR_MAX_BODY_BYTES", gt=0)
     default_page_size: int = Field(50, alias="FHIR_DEFAULT_COUNT", gt=0)
     max_page_size: int = Field(1000, alias="FHIR_MAX_COUNT", gt=0)
+    # Bulk export files; every server process must see the same directory.
+    export_dir: Path = Field(Path("data") / "exports", alias="FHIR_EXPORT_DIR")
     max_bundle_entries: int = Field(10_000, alias="FHIR_MAX_BUNDLE_ENTRIES", gt=0)
     # Conditional delete of several matches (up to 100) when true; otherwise >1 match is 412.
     conditional_delete_multiple: bool = Field(False, alias="FHIR_CONDITIONAL_DELETE_MULTIPLE")

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api import errors
 from app.api.context import Runtime
+from app.api.export_routes import router as export_router
 from app.api.routes import router
 from app.config import Settings, get_settings
 from app.fhir import search_capability  # noqa: F401 - registers the search capabilities
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             inline = settings.db_calls == "inline" or (
                 settings.db_calls == "auto" and is_sqlite(engine)
             )
-            app.state.runtime = Runtime(settings, ResourceService(SqlStore(engine)), inline)
+            store = SqlStore(engine)
+            app.state.runtime = Runtime(settings, ResourceService(store), inline, store)
             log.info("serving FHIR R4B at /fhir on %s", engine.url.render_as_string())
             yield
         finally:
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.include_router(export_router)  # before `router`: /{type}/{id} would take /Patient/$export
     app.include_router(router)
     return app
 

@@ -95,6 +95,7 @@ def empty_database(url: str, engines: dict[str, Engine]) -> None:
     tables = [
         *(t.name for t in INDEX_TABLES.values()),
         "search_date_span",
+        "export_job",
         "resource_version",
         "resource",
     ]

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from app.config import Settings
 from app.fhir.errors import BadRequestError, PayloadTooLargeError
+from app.fhir.export import ExportStore
 from app.fhir.service import ResourceService
 
 T = TypeVar("T")
@@ -21,6 +22,7 @@ class Runtime:
     settings: Settings
     service: ResourceService
     inline: bool  # run blocking database work on the event loop (see Settings.db_calls)
+    exports: ExportStore
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:

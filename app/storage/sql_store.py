@@ -4,6 +4,7 @@ an ORM session costs ~100 µs per get on this machine, a Core select a few."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -17,15 +18,18 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    delete,
     exists,
     false,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.exc import OperationalError
 
+from app.fhir.export import ExportJob, job_parameters
 from app.fhir.store import (
     CurrentState,
     HistoryPage,
@@ -40,7 +44,7 @@ from app.search.query import SearchRequest
 from app.storage import search_sql
 from app.storage.engine import SQLITE_BEGIN, is_sqlite
 from app.storage.prepared import Prepared
-from app.storage.tables import INDEX_TABLES, date_span_table
+from app.storage.tables import INDEX_TABLES, date_span_table, export_job_table
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
 
@@ -228,8 +232,8 @@ class SqlWriteTx:
 
     def append(self, state: CurrentState, record: VersionRecord, index: IndexRows) -> None:
         self._insert_version(state.key, record)
-        for delete in self._sql.delete_index:
-            self._cursor.execute(delete, (state.key,))
+        for statement in self._sql.delete_index:
+            self._cursor.execute(statement, (state.key,))
         self._insert_index(state.key, record.resource_type, index)
         self._sql.update_resource.execute(
             self._cursor,
@@ -408,6 +412,91 @@ class SqlStore:
         # columns: version_key, resource_type, resource_id, then the version's four
         entries = [(row[0], _record(row[1], row[2], tuple(row[3:]))) for row in rows]
         return HistoryPage(entries, rows[-1].version_key if more and rows else None, total)
+
+    # -- bulk export jobs (app.fhir.export.ExportStore) --------------------------------------
+    def save_job(self, job: ExportJob) -> None:
+        values = {
+            "status": job.status,
+            "request_url": job.request_url,
+            "parameters": job_parameters(job),
+            "transaction_time": _db_value(job.transaction_time),
+            "progress": job.progress,
+            "output": json.dumps(job.output),
+            "error": job.error,
+            "updated": _db_value(datetime.now(UTC)),
+        }
+        with self._engine.begin() as conn:
+            changed = conn.execute(
+                update(export_job_table)
+                .where(export_job_table.c.job_id == job.job_id)
+                .values(**values)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(export_job_table).values(job_id=job.job_id, **values))
+
+    def get_job(self, job_id: str) -> ExportJob | None:
+        with self.reading() as conn:
+            row = conn.execute(
+                select(export_job_table).where(export_job_table.c.job_id == job_id)
+            ).first()
+        if row is None:
+            return None
+        parameters = json.loads(row.parameters)
+        since = parameters.get("since")
+        return ExportJob(
+            row.job_id,
+            row.status,
+            row.request_url,
+            parameters["level"],
+            tuple(parameters["types"]),
+            datetime.fromisoformat(since) if since else None,
+            _utc(row.transaction_time),
+            row.progress,
+            json.loads(row.output or "[]"),
+            row.error,
+        )
+
+    def delete_job(self, job_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(export_job_table).where(export_job_table.c.job_id == job_id))
+
+    def scan(
+        self,
+        types: tuple[str, ...],
+        since: datetime | None,
+        until: datetime,
+        patient_compartment: bool,
+        after_key: int,
+        limit: int,
+    ) -> list[tuple[int, str, bytes]]:
+        conds: list[ColumnElement[bool]] = [
+            r.c.res_key > after_key,
+            r.c.deleted == false(),
+            r.c.last_updated <= _db_value(until),
+        ]
+        if types:
+            conds.append(r.c.resource_type.in_(types))
+        if since is not None:
+            conds.append(r.c.last_updated > _db_value(since))
+        if patient_compartment:
+            # Patients, and resources with a reference to a Patient (a superset of the
+            # Patient CompartmentDefinition's parameters, which all point at the Patient)
+            x = INDEX_TABLES["reference"]
+            conds.append(
+                or_(
+                    r.c.resource_type == "Patient",
+                    exists().where(x.c.res_key == r.c.res_key, x.c.target_type == "Patient"),
+                )
+            )
+        statement = (
+            select(r.c.res_key, r.c.resource_type, v.c.content)
+            .select_from(_CURRENT_JOIN)
+            .where(*conds)
+            .order_by(r.c.res_key)
+            .limit(limit)
+        )
+        with self.reading() as conn:
+            return [(row[0], row[1], bytes(row[2])) for row in conn.execute(statement)]
 
 
 _COUNT_CAP = 10_000  # a total past this is not counted (answered without `total`)

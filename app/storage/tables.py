@@ -21,6 +21,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlmodel import Field, SQLModel
@@ -209,3 +210,19 @@ INDEX_TABLES = {
     "uri": uri_table,
     "composite": composite_table,
 }
+
+
+# Bulk export jobs ($export): shared by every server process, so any of them answers the status.
+export_job_table = Table(
+    "export_job",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # accepted, complete, failed, cancelled
+    Column("request_url", Text, nullable=False),
+    Column("parameters", Text, nullable=False),  # JSON: level, types, since
+    Column("transaction_time", DateTime(timezone=True), nullable=False),
+    Column("progress", String(255)),
+    Column("output", Text),  # JSON: the manifest's output list, when complete
+    Column("error", Text),
+    Column("updated", DateTime(timezone=True), nullable=False),
+)

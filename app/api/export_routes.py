@@ -1,0 +1,77 @@
+"""Bulk Data export (FHIR Bulk Data Access IG 2.0): kick-off, status, files, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from app.api.context import base_url, runtime
+from app.fhir import export
+from app.fhir.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+
+router = APIRouter(prefix="/fhir", tags=["bulk data"])
+
+
+async def _kick_off(request: Request, level: str) -> Response:
+    rt = runtime(request)
+    prefer = request.headers.get("prefer", "")
+    if "respond-async" not in prefer.lower():
+        raise BadRequestError(
+            "$export runs asynchronously: send the header Prefer: respond-async", ("Prefer",)
+        )
+    params = list(request.query_params.multi_items())
+    job = await rt.call(export.kick_off, rt.exports, level, str(request.url), params)
+    thread = threading.Thread(
+        target=export.run,
+        args=(rt.exports, job, rt.settings.export_dir),
+        name=f"export-{job.job_id}",
+        daemon=True,
+    )
+    thread.start()
+    status_url = f"{base_url(request)}/$export-status/{job.job_id}"
+    return Response(status_code=202, headers={"Content-Location": status_url})
+
+
+@router.get("/$export", summary="export: every resource, as NDJSON files (asynchronous)")
+async def export_system(request: Request) -> Response:
+    return await _kick_off(request, "system")
+
+
+@router.get(
+    "/Patient/$export",
+    summary="export: the Patients and what refers to them, as NDJSON files (asynchronous)",
+)
+async def export_patients(request: Request) -> Response:
+    return await _kick_off(request, "patient")
+
+
+@router.get("/$export-status/{job_id}", summary="export status: progress, or the manifest")
+async def export_status(request: Request, job_id: str) -> Response:
+    rt = runtime(request)
+    job = await rt.call(rt.exports.get_job, job_id)
+    if job is None or job.status == "cancelled":
+        raise NotFoundError(f"No export job {job_id}", ("job",))
+    if job.status == "accepted":
+        headers = {"X-Progress": job.progress or "started", "Retry-After": "2"}
+        return Response(status_code=202, headers=headers)
+    if job.status == "failed":
+        raise ServiceUnavailableError(f"The export failed: {job.error}")
+    files = f"{base_url(request)}/$export-file/{job_id}"
+    return JSONResponse(export.manifest(job, files), headers={"Expires": "never"})
+
+
+@router.delete("/$export-status/{job_id}", summary="cancel an export, or delete its files")
+async def export_cancel(request: Request, job_id: str) -> Response:
+    rt = runtime(request)
+    await rt.call(export.cancel, rt.exports, job_id, rt.settings.export_dir)
+    return Response(status_code=202)
+
+
+@router.get("/$export-file/{job_id}/{name}", summary="one NDJSON file of a complete export")
+async def export_file(request: Request, job_id: str, name: str) -> Response:
+    rt = runtime(request)
+    path = await rt.call(export.file_path, rt.exports, rt.settings.export_dir, job_id, name)
+    return FileResponse(path, media_type=export.NDJSON)
