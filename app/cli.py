@@ -79,7 +79,13 @@ def _load(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{totals.stored:,} resources, {rate:,.0f}/s, {totals.failed} failed")
         bar.update(unit.size)
 
-    totals = load(ResourceService(SqlStore(engine)), paths, workers=args.workers, on_unit=progress)
+    totals = load(
+        ResourceService(SqlStore(engine)),
+        paths,
+        workers=args.workers,
+        validate=not args.trusted,
+        on_unit=progress,
+    )
     bar.close()
     engine.dispose()
     print(f"loaded {totals.stored:,} resources; {totals.failed:,} failed")
@@ -106,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     loader.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     loader.add_argument("--workers", type=int, default=None, help="preparing processes")
     loader.add_argument("--quiet", action="store_true", help="no progress bar")
+    loader.add_argument(
+        "--trusted",
+        action="store_true",
+        help="skip validation (for this server's own $export): only types and ids are checked",
+    )
     loader.set_defaults(func=_load)
     return parser
 

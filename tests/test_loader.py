@@ -155,3 +155,30 @@ def test_the_synthea_fixtures_load_in_one_go(settings: Settings, client: httpx.C
     assert totals.failed == 0
     assert totals.stored == 8870
     assert client.get("/fhir/Patient").json()["total"] == 30
+
+
+def test_trusted_input_skips_validation_but_not_type_checks(
+    tmp_path: Path, settings: Settings, client: httpx.Client
+) -> None:
+    path = tmp_path / "export.ndjson"
+    lines = [
+        {**pain_observation(2), "id": "loose", "status": "not-a-status"},
+        {"resourceType": "NotAType", "id": "x"},
+        {**patient(), "id": "bad id!"},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    engine = make_engine(settings)
+    failures: list[Failure] = []
+    try:
+        totals = load(
+            ResourceService(SqlStore(engine)),
+            [path],
+            workers=1,
+            validate=False,
+            on_unit=lambda unit, _: failures.extend(unit.failures),
+        )
+    finally:
+        engine.dispose()
+    assert totals.stored == 1
+    assert [f.where for f in failures] == [f"{path}:2", f"{path}:3"]
+    assert client.get("/fhir/Observation/loose").json()["status"] == "not-a-status"

@@ -29,7 +29,8 @@ _RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+jso
 
 @router.get("/metadata", summary="capabilities: the server's CapabilityStatement", tags=["system"])
 async def metadata(request: Request) -> Response:
-    return fhir_response(request, capability_statement(base_url(request)))
+    multiple = runtime(request).settings.conditional_delete_multiple
+    return fhir_response(request, capability_statement(base_url(request), multiple))
 
 
 async def _history(

@@ -26,7 +26,9 @@ TYPE_INTERACTIONS = (
     "history-type",
     "create",
 )
-SYSTEM_INTERACTIONS = ("history-system",)
+SYSTEM_INTERACTIONS = ("history-system", "transaction", "batch")
+BULK_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+PATIENT_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
 PATCH_FORMATS = ("application/json-patch+json",)
 
@@ -34,27 +36,31 @@ Contributor = Callable[[dict[str, Any]], None]
 contributors: list[Contributor] = []
 
 
-def resource_capability(resource_type: str) -> dict[str, Any]:
-    return {
+def resource_capability(resource_type: str, multiple_delete: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "type": resource_type,
         "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
         "versioning": "versioned-update",
         "readHistory": True,
         "updateCreate": True,
-        "conditionalCreate": False,
-        "conditionalRead": "not-supported",
-        "conditionalUpdate": False,
-        "conditionalDelete": "not-supported",
+        "conditionalCreate": True,
+        "conditionalRead": "full-support",
+        "conditionalUpdate": True,
+        "conditionalDelete": "multiple" if multiple_delete else "single",
     }
+    if resource_type == "Patient":
+        out["operation"] = [{"name": "export", "definition": PATIENT_EXPORT}]
+    return out
 
 
 @lru_cache(maxsize=8)
-def capability_statement(base: str) -> bytes:
+def capability_statement(base: str, multiple_delete: bool = False) -> bytes:
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "FHIR R4B RESTful server for ketamine infusion therapy records",
-        "resource": [resource_capability(t) for t in RESOURCE_TYPES],
+        "resource": [resource_capability(t, multiple_delete) for t in RESOURCE_TYPES],
         "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+        "operation": [{"name": "export", "definition": BULK_EXPORT}],
     }
     for contribute in contributors:
         contribute(rest)

@@ -22,7 +22,7 @@ from typing import Any
 from app.fhir import jsonio
 from app.fhir.errors import FhirError
 from app.fhir.ids import check_id, new_id
-from app.fhir.models import validate
+from app.fhir.models import require_resource_type, validate
 from app.fhir.service import ResourceService
 from app.fhir.store import WriteTx, run_write
 from app.fhir.transactions import BundleProcessor
@@ -68,14 +68,16 @@ class Job:
     path: str
     first_line: int = 0  # NDJSON: number of the chunk's first line (1-based)
     lines: tuple[bytes, ...] = ()
+    validate: bool = True  # False: trusted input (this server's own export), types checked only
 
 
 # -- jobs (this process) --------------------------------------------------------------------------
-def jobs(paths: Iterable[Path]) -> Iterator[Job]:
+def jobs(paths: Iterable[Path], validate: bool = True) -> Iterator[Job]:
     """One job per JSON file, one per chunk of NDJSON lines; directories are walked."""
     for path in paths:
         if path.is_dir():
-            yield from jobs(sorted(p for p in path.rglob("*") if p.is_file() and _loadable(p)))
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _loadable(p))
+            yield from jobs(files, validate)
         elif path.suffix in (".ndjson", ".jsonl"):
             chunk: list[bytes] = []
             first = 1
@@ -85,12 +87,12 @@ def jobs(paths: Iterable[Path]) -> Iterator[Job]:
                         first = number
                     chunk.append(line)
                     if len(chunk) == NDJSON_CHUNK:
-                        yield Job(str(path), first, tuple(chunk))
+                        yield Job(str(path), first, tuple(chunk), validate)
                         chunk = []
             if chunk:
-                yield Job(str(path), first, tuple(chunk))
+                yield Job(str(path), first, tuple(chunk), validate)
         else:
-            yield Job(str(path))
+            yield Job(str(path), validate=validate)
 
 
 def _loadable(path: Path) -> bool:
@@ -112,25 +114,30 @@ def prepare(job: Job) -> Unit:
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         unit.failures.append(Failure(job.path, "not a FHIR resource (no resourceType)"))
         return unit
+    checked = validate if job.validate else _known_type
     if data["resourceType"] != "Bundle" or data.get("type") not in (
         "transaction",
         "batch",
         "collection",
         "searchset",
     ):
-        _add(unit, data, job.path)
+        _add(unit, data, job.path, checked)
         return unit
     entries = data.get("entry") or []
     if data["type"] in ("transaction", "batch") and not _simple(entries):
         unit.bundle = data
         return unit
     if data["type"] == "transaction":
-        _prepare_transaction(unit, entries)
+        _prepare_transaction(unit, entries, checked)
         return unit
     for number, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        _add(unit, resource, f"{job.path} entry {number}")
+        _add(unit, resource, f"{job.path} entry {number}", checked)
     return unit
+
+
+def _known_type(resource: dict[str, Any], resource_type: str) -> None:
+    require_resource_type(resource_type)
 
 
 def _prepare_lines(job: Job) -> Unit:
@@ -144,17 +151,20 @@ def _prepare_lines(job: Job) -> Unit:
         except Exception as exc:  # reported per line
             unit.failures.append(Failure(where, f"not JSON: {exc}"))
             continue
-        _add(unit, resource, where)
+        _add(unit, resource, where, validate if job.validate else _known_type)
     return unit
 
 
-def _add(unit: Unit, resource: Any, where: str) -> None:
+Check = Callable[[dict[str, Any], str], Any]
+
+
+def _add(unit: Unit, resource: Any, where: str, check: Check) -> None:
     """Validate one resource and queue it under its own id (or a new one)."""
     try:
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise ValueError("not a FHIR resource (no resourceType)")
         resource_type = resource["resourceType"]
-        validate(resource, resource_type)
+        check(resource, resource_type)
         resource_id = check_id(resource["id"]) if "id" in resource else new_id()
         resource = {**resource, "id": resource_id}
         unit.ready.append(Ready(resource_type, resource_id, resource, index_rows(resource)))
@@ -191,7 +201,7 @@ def _references(node: Any) -> Iterator[str]:
             yield from _references(value)
 
 
-def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]]) -> None:
+def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]], check: Check) -> None:
     """All or nothing: any bad entry fails the whole Bundle, reported at that entry."""
     from app.fhir.transactions import _rewrite
 
@@ -222,7 +232,7 @@ def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]]) -> None:
             if resource.get("resourceType") != resource_type:
                 kind = resource.get("resourceType")
                 raise ValueError(f"the resource is a {kind}, its url names {resource_type}")
-            validate(resource, resource_type)
+            check(resource, resource_type)
             check_id(resource_id)
             data = _rewrite({**resource, "id": resource_id}, mapping, no_search, resource_type)
             ready.append(Ready(resource_type, resource_id, data, index_rows(data)))
@@ -253,6 +263,7 @@ def load(
     paths: list[Path],
     *,
     workers: int | None = None,
+    validate: bool = True,
     on_unit: Callable[[Unit, Totals], None] | None = None,
     processor: BundleProcessor | None = None,
 ) -> Totals:
@@ -261,7 +272,7 @@ def load(
     count = workers if workers is not None else max(1, (os.cpu_count() or 2) - 1)
     with ProcessPoolExecutor(count) as pool:
         pending: deque[Future[Unit]] = deque()
-        for job in jobs(paths):
+        for job in jobs(paths, validate):
             pending.append(pool.submit(prepare, job))
             if len(pending) >= 2 * count + 2:
                 _write(service, pending.popleft().result(), totals, processor, on_unit)

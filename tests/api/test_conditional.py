@@ -144,3 +144,19 @@ def test_conditional_without_usable_criteria_is_refused(client: httpx.Client, qu
     response = client.put(f"/fhir/Patient{query}", json=patient(), headers=JSON_HEADERS)
     assert response.status_code in (400, 405)
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_capability_statement_says_what_is_supported(client: httpx.Client) -> None:
+    statement = client.get("/fhir/metadata").json()
+    rest = statement["rest"][0]
+    assert {"transaction", "batch"} <= {i["code"] for i in rest["interaction"]}
+    assert {"name": "export", "definition": EXPORT} in rest["operation"]
+    patient_capability = next(r for r in rest["resource"] if r["type"] == "Patient")
+    assert patient_capability["conditionalCreate"] is True
+    assert patient_capability["conditionalUpdate"] is True
+    assert patient_capability["conditionalRead"] == "full-support"
+    assert patient_capability["conditionalDelete"] == "single"
+    assert patient_capability["operation"][0]["name"] == "export"
+
+
+EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"

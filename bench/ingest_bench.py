@@ -1,0 +1,163 @@
+"""Ingest speed: the shared Synthea bundles (30 transaction Bundles, 8,870 resources) loaded
+into an empty database four ways, on SQLite and PostgreSQL:
+
+- store only (the baseline): the same resources written through the store in one transaction
+  per bundle, no validation, no index rows, no reference rewriting: the storage floor;
+- HTTP: each bundle POSTed to /fhir as a transaction, one after another, to a uvicorn worker;
+- CLI: `python -m app load DIR --quiet` (worker processes validate and index, the main process
+  writes), wall clock including start-up;
+- CLI --trusted: the same without validation (meant for this server's own exports).
+
+    python bench/ingest_bench.py [--db sqlite,postgresql] [--repeat 3]
+
+Each figure is the median of --repeat runs, each into a fresh database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.config import Settings  # noqa: E402
+from app.fhir.service import stamp  # noqa: E402
+from app.fhir.store import VersionRecord  # noqa: E402
+from app.search.index_values import IndexRows  # noqa: E402
+from app.storage.engine import make_engine  # noqa: E402
+from app.storage.migrate import upgrade  # noqa: E402
+from app.storage.sql_store import SqlStore  # noqa: E402
+from bench.run import _postgres_database, _server  # noqa: E402
+
+SYNTHEA = ROOT.parent / "shared" / "fixtures" / "synthea"
+
+
+@contextmanager
+def _database(db: str) -> Iterator[str]:
+    if db == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/ingest.sqlite3"
+    else:
+        with _postgres_database() as url:
+            yield url
+
+
+def _migrated(url: str) -> None:
+    engine = make_engine(Settings(DATABASE_URL=url))
+    upgrade(engine)
+    engine.dispose()
+
+
+def store_only(url: str, bundles: list[Path]) -> float:
+    engine = make_engine(Settings(DATABASE_URL=url))
+    upgrade(engine)
+    store = SqlStore(engine)
+    parsed = [json.loads(path.read_bytes()) for path in bundles]
+    began = time.perf_counter()
+    for bundle in parsed:
+        now = datetime.now(UTC)
+        with store.write() as tx:
+            for number, entry in enumerate(bundle["entry"]):
+                resource = entry["resource"]
+                resource_id = f"b{id(bundle)}-{number}"
+                content = stamp(resource, resource_id, 1, now)
+                record = VersionRecord(
+                    resource["resourceType"], resource_id, 1, now, "POST", content
+                )
+                tx.insert(record, IndexRows())
+    elapsed = time.perf_counter() - began
+    engine.dispose()
+    return elapsed
+
+
+def over_http(url: str, bundles: list[Path]) -> float:
+    _migrated(url)
+    with (
+        _server("app.main:app", {"DATABASE_URL": url}) as base,
+        httpx.Client(base_url=base, timeout=300) as client,
+    ):
+        began = time.perf_counter()
+        for path in bundles:
+            response = client.post(
+                "/fhir",
+                content=path.read_bytes(),
+                headers={"Content-Type": "application/fhir+json", "Prefer": "return=minimal"},
+            )
+            assert response.status_code == 200, response.text[:300]
+        return time.perf_counter() - began
+
+
+def cli(url: str, trusted: bool) -> float:
+    _migrated(url)
+    command = [sys.executable, "-m", "app", "load", str(SYNTHEA), "--quiet"]
+    began = time.perf_counter()
+    subprocess.run(
+        [*command, "--trusted"] if trusted else command,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    bundles = sorted(SYNTHEA.glob("*.json"))
+    if not bundles:
+        print(f"no Synthea fixtures at {SYNTHEA}", file=sys.stderr)
+        return 2
+    resources = sum(len(json.loads(p.read_bytes())["entry"]) for p in bundles)
+    ways: dict[str, Callable[[str], float]] = {
+        "store only (baseline)": lambda url: store_only(url, bundles),
+        "HTTP transactions": lambda url: over_http(url, bundles),
+        "CLI load": lambda url: cli(url, trusted=False),
+        "CLI load --trusted": lambda url: cli(url, trusted=True),
+    }
+    lines = [
+        f"# ingest, {len(bundles)} Synthea bundles, {resources:,} resources, median of "
+        f"{args.repeat} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores)",
+        "",
+        "| database | way | seconds | resources/s | vs baseline |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for db in args.db.split(","):
+        baseline = None
+        for name, way in ways.items():
+            times = []
+            for _ in range(args.repeat):
+                with _database(db) as url:
+                    times.append(way(url))
+            seconds = statistics.median(times)
+            rate = resources / seconds
+            baseline = baseline or rate
+            lines.append(f"| {db} | {name} | {seconds:.1f} | {rate:,.0f} | {rate / baseline:.2f} |")
+            print(lines[-1], flush=True)
+    report = "\n".join(lines)
+    print(report)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}.md").write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
