@@ -4,7 +4,7 @@ resource keys over its index table), one for the total, one per include step."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -475,19 +475,29 @@ def merge_ranges(criteria: list[Criterion | Chain | Has]) -> list[Criterion | Ch
     return out
 
 
-def from_clause(
-    request: SearchRequest, spans: Spans | None = None
-) -> tuple[Any, list[ColumnElement[bool]]]:
-    """The FROM (current resources, joined to the driving criterion's keys) and the WHERE.
+@dataclass(frozen=True)
+class Plan:
+    """How a search reads: FROM `source` WHERE `conds`, correlated on `key`.
 
-    Planners (SQLite's especially) would otherwise walk every resource of the type and probe
-    each criterion; joining from the most selective criterion's index lookup keeps a search
+    keys_only: `source` is the driving criterion's index rows alone. Index rows exist only for
+    current, non-deleted resources, so the page's keys are found, filtered and sorted without
+    touching `resource` or `resource_version`, and only the page's rows are read from them
+    (a pain search at 1M had read 200 resource rows to return 20)."""
+
+    source: Any
+    conds: list[ColumnElement[bool]]
+    key: Any
+    keys_only: bool
+
+
+def plan(request: SearchRequest, spans: Spans | None = None, keys_only: bool = True) -> Plan:
+    """Planners (SQLite's especially) would otherwise walk every resource of the type and probe
+    each criterion; driving from the most selective criterion's index lookup keeps a search
     proportional to its matches, not to the table."""
     conds: list[ColumnElement[bool]] = [r.c.deleted == false()]
     by_type: dict[str, list[Criterion | Chain | Has]] = {}
     for criterion in request.criteria:
         by_type.setdefault(criterion.resource_type, []).append(criterion)
-    source: Any = _CURRENT_JOIN
     if len(by_type) > 1 and ANY_TYPE not in by_type:
         # _type with criteria: each resource must match its own type's version of them.
         conds.append(r.c.resource_type.in_(request.resource_types))
@@ -499,12 +509,17 @@ def from_clause(
                 )
             )
         )
-        return source, conds
+        return Plan(_CURRENT_JOIN, conds, r.c.res_key, False)
     criteria = merge_ranges(request.criteria)
     positive = sorted((c for c in criteria if not _negated(c)), key=_rank)
     rest = [c for c in criteria if not positive or c is not positive[0]]
-    if positive:
+    if keys_only and positive and _index_rows_only(positive[0], request):
         # DISTINCT: one resource can match through several index rows (codings, OR values)
+        driver = matching_keys(positive[0], spans)[0].distinct().subquery()
+        key_conds = [_exists(c, driver.c.res_key, spans) for c in rest]
+        return Plan(driver, key_conds, driver.c.res_key, True)
+    source: Any = _CURRENT_JOIN
+    if positive:
         driver = matching_keys(positive[0], spans)[0].distinct().subquery()
         source = driver.join(_CURRENT_JOIN, r.c.res_key == driver.c.res_key)
         if request.resource_types and ANY_TYPE in by_type:
@@ -512,10 +527,30 @@ def from_clause(
     elif request.resource_types:
         conds.append(r.c.resource_type.in_(request.resource_types))
     conds.extend(_exists(c, r.c.res_key, spans) for c in rest)
-    return source, conds
+    return Plan(source, conds, r.c.res_key, False)
 
 
-def order_by(request: SearchRequest) -> list[Any]:
+def _index_rows_only(driver: Criterion | Chain | Has, request: SearchRequest) -> bool:
+    """Whether the driver's keys are index rows of one known type (so current, not deleted,
+    of the right type) and the sort needs no resource column."""
+    if isinstance(driver, Has) or driver.resource_type == ANY_TYPE:
+        return False
+    if isinstance(driver, Criterion) and driver.kind in {"_id", "_lastUpdated"}:
+        return False
+    return not any(code in {"_id", "_lastUpdated"} for code, _ in request.sort)
+
+
+def from_clause(
+    request: SearchRequest, spans: Spans | None = None
+) -> tuple[Any, list[ColumnElement[bool]]]:
+    """The FROM (current resources, joined to the driving criterion's keys) and the WHERE."""
+    found = plan(request, spans, keys_only=False)
+    return found.source, found.conds
+
+
+def order_by(request: SearchRequest, key: Any = None) -> list[Any]:
+    """ORDER BY terms; sort values are correlated on `key` (the resource key column)."""
+    key = r.c.res_key if key is None else key
     keys: list[Any] = []
     for code, descending in request.sort:
         if code == "_id":
@@ -523,14 +558,14 @@ def order_by(request: SearchRequest) -> list[Any]:
         elif code == "_lastUpdated":
             column = r.c.last_updated
         else:
-            column = _sort_subquery(request, code, descending)
+            column = _sort_subquery(request, code, descending, key)
         ordered: UnaryExpression[Any] = column.desc() if descending else column.asc()
         keys.append(ordered.nulls_last())
-    keys.append(r.c.res_key)
+    keys.append(key)
     return keys
 
 
-def _sort_subquery(request: SearchRequest, code: str, descending: bool) -> Any:
+def _sort_subquery(request: SearchRequest, code: str, descending: bool, key: Any) -> Any:
     found = next(((t, d) for t in request.resource_types if (d := param(t, code))), None)
     if found is None or found[1].type not in _SORT_COLUMN:
         return literal(None)
@@ -542,7 +577,7 @@ def _sort_subquery(request: SearchRequest, code: str, descending: bool) -> Any:
     )
     return (
         select(aggregate)
-        .where(table.c.res_key == r.c.res_key, *_param_filter(table, resource_type, code))
+        .where(table.c.res_key == key, *_param_filter(table, resource_type, code))
         .scalar_subquery()
     )
 

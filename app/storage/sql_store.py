@@ -515,18 +515,22 @@ def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
         request = replace(
             request, criteria=[search_sql.resolve_links(conn, c, spans) for c in request.criteria]
         )
-        source, conds = search_sql.from_clause(request, spans)
+        found = search_sql.plan(request, spans)
+        source, conds = found.source, found.conds
         rows: list[Any] = []
         if request.summary != "count" and request.count > 0:
-            statement = (
-                select(*_PAGE_COLUMNS)
-                .select_from(source)
-                .where(*conds)
-                .order_by(*search_sql.order_by(request))
-                .limit(request.count + 1)
-                .offset(request.offset)
-            )
-            rows = list(conn.execute(statement).all())
+            if found.keys_only:
+                rows = _page_by_keys(conn, request, found)
+            else:
+                statement = (
+                    select(*_PAGE_COLUMNS)
+                    .select_from(source)
+                    .where(*conds)
+                    .order_by(*search_sql.order_by(request))
+                    .limit(request.count + 1)
+                    .offset(request.offset)
+                )
+                rows = list(conn.execute(statement).all())
         has_more = len(rows) > request.count
         rows = rows[: request.count]
         total = None
@@ -535,12 +539,37 @@ def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
                 total = request.offset + len(rows)
             else:
                 capped = (
-                    select(r.c.res_key).select_from(source).where(*conds).limit(_COUNT_CAP)
+                    select(found.key).select_from(source).where(*conds).limit(_COUNT_CAP)
                 ).subquery()
                 counted = conn.execute(select(func.count()).select_from(capped)).scalar_one()
                 total = counted if counted < _COUNT_CAP else None
         includes = _includes(conn, request, rows) if request.includes and rows else []
     return SearchPage([_page_record(row) for row in rows], includes, total, has_more)
+
+
+def _page_by_keys(conn: Connection, request: SearchRequest, found: search_sql.Plan) -> list[Any]:
+    """The page's keys from the index rows alone, then their resources by key."""
+    keys = (
+        conn.execute(
+            select(found.key)
+            .select_from(found.source)
+            .where(*found.conds)
+            .order_by(*search_sql.order_by(request, found.key))
+            .limit(request.count + 1)
+            .offset(request.offset)
+        )
+        .scalars()
+        .all()
+    )
+    if not keys:
+        return []
+    by_key = {
+        row[0]: row
+        for row in conn.execute(
+            select(*_PAGE_COLUMNS).select_from(_CURRENT_JOIN).where(r.c.res_key.in_(keys))
+        )
+    }
+    return [by_key[key] for key in keys if key in by_key]
 
 
 def _includes(conn: Connection, request: SearchRequest, rows: list[Any]) -> list[VersionRecord]:
