@@ -269,7 +269,8 @@ def load(
 ) -> Totals:
     """Load every file; `on_unit` sees each written unit (progress, failure reports)."""
     totals = Totals()
-    count = workers if workers is not None else max(1, (os.cpu_count() or 2) - 1)
+    # As many preparing processes as cores: this process mostly waits on the database.
+    count = workers if workers is not None else max(1, os.cpu_count() or 1)
     with ProcessPoolExecutor(count) as pool:
         pending: deque[Future[Unit]] = deque()
         for job in jobs(paths, validate):

@@ -46,6 +46,9 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _CONDITIONAL_REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
 _PATCH_TYPE = "application/json-patch+json"
+# Elements of the uri family a fullUrl can stand in (Attachment.url, Extension.valueUri, ...);
+# not Identifier.value, which may hold the same urn:uuid as an identifier, not a link.
+_URI_KEYS = frozenset({"url", "valueUri", "valueUrl", "valueUuid", "valueOid", "valueCanonical"})
 
 
 @dataclass
@@ -523,14 +526,15 @@ def _rewrite(
     key: str = "",
 ) -> Any:
     """The resource with every link to another entry replaced by the id it was given:
-    Reference.reference, uri-valued elements equal to a fullUrl, and narrative href/src.
+    Reference.reference, uri-valued elements equal to a fullUrl, and narrative href/src
+    (http.html#trules).
     `path` names the element in errors (Observation.subject.reference)."""
     if isinstance(node, dict):
         return {k: _rewrite(v, mapping, resolve, f"{path}.{k}", k) for k, v in node.items()}
     if isinstance(node, list):
         return [_rewrite(v, mapping, resolve, f"{path}[{i}]", key) for i, v in enumerate(node)]
     if isinstance(node, str):
-        if node in mapping:
+        if node in mapping and (key == "reference" or key in _URI_KEYS):
             return mapping[node]
         if key == "reference":
             match = _CONDITIONAL_REFERENCE.match(node)

@@ -28,7 +28,10 @@ def _visit(mrn: str = "123", pain_before: int = 8, pain_after: int = 3) -> dict[
     """One infusion visit as an EHR sends it: patient (if new), encounter, dose, pain scores."""
     patient = {
         "resourceType": "Patient",
-        "identifier": [{"system": HOSPITAL, "value": mrn}],
+        "identifier": [
+            {"system": HOSPITAL, "value": mrn},
+            {"system": "urn:ietf:rfc:3986", "value": PATIENT_URN},  # an identifier, not a link
+        ],
         "name": [{"family": "Doe", "given": ["Jane"]}],
         "text": {
             "status": "generated",
@@ -120,8 +123,9 @@ def test_a_visit_is_stored_whole_with_every_link_rewritten(client: httpx.Client)
         assert entry["response"]["lastModified"]
     patient_id = bundle["entry"][0]["resource"]["id"]
     encounter_id = bundle["entry"][1]["resource"]["id"]
-    everything = json.dumps([e["resource"] for e in bundle["entry"]])
+    everything = json.dumps([e["resource"] for e in bundle["entry"][1:]])
     assert "urn:uuid" not in everything
+    assert bundle["entry"][0]["resource"]["identifier"][1]["value"] == PATIENT_URN
     dose = bundle["entry"][2]["resource"]
     assert dose["subject"] == {"reference": f"Patient/{patient_id}"}
     assert dose["context"] == {"reference": f"Encounter/{encounter_id}"}
