@@ -64,6 +64,7 @@ class Entry:
     if_match: int | None = None
     if_none_exist: str | None = None
     if_none_match: str | None = None
+    error: FhirError | None = None  # could not be read: a batch reports it, a transaction fails
 
     @property
     def label(self) -> str:
@@ -149,7 +150,7 @@ class BundleProcessor:
     def _transaction(self, entries: list[Entry], reader: Reader) -> list[Outcome]:
         _check_unique_targets(entries)
         for entry in entries:
-            if isinstance(entry, _Broken):
+            if entry.error is not None:
                 raise _in_entry(entry.error, entry.index)
             if entry.resource is not None and entry.method in ("POST", "PUT"):
                 try:
@@ -328,7 +329,7 @@ class BundleProcessor:
 
     # -- batch ------------------------------------------------------------------------------
     def _batch_entry(self, entry: Entry, reader: Reader) -> Outcome:
-        if isinstance(entry, _Broken):
+        if entry.error is not None:
             return _failed(entry.error)
         try:
             if entry.method in ("GET", "HEAD"):
@@ -359,16 +360,8 @@ class BundleProcessor:
             return _failed(exc)
 
 
-class _Broken(Entry):
-    """An entry that could not be read; a batch reports it, a transaction fails on it."""
-
-    error: FhirError
-
-
 def _broken(index: int, error: FhirError) -> Entry:
-    entry = _Broken(index, "GET", "", None, None, None, None, None)
-    entry.error = error
-    return entry
+    return Entry(index, "GET", "", None, None, None, None, None, error=error)
 
 
 def _entry(index: int, raw: Any, base: str) -> Entry:
