@@ -48,9 +48,13 @@ def main(argv: list[str]) -> int:
     _ensure_env()
     command, rest = argv[0], argv[1:]
     if command == "serve":
-        args = [str(PY), "-m", "app", "serve", *rest]
+        # the quick start: the shipped case is loaded on first start (once)
+        args = [str(PY), "-m", "app", "serve", "--load-case", *rest]
     elif command == "test":
-        args = [str(PY), "-m", "pytest", *rest]
+        # One pytest worker per core, each test file kept on one worker (its module fixtures
+        # load once); `python3 dev.py test -n 0` runs in one process.
+        parallel = [] if any(a.startswith("-n") for a in rest) else ["-n", "auto"]
+        args = [str(PY), "-m", "pytest", *parallel, "--dist", "loadfile", *rest]
     else:
         if not rest:
             print("dev.py run: name a command", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | migrate | load`."""
+"""Command line: `python -m app serve | migrate | load | load-case`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
         wait_for_database(engine, settings.db_wait_seconds)
         upgrade(engine)
         engine.dispose()
+    if args.load_case:
+        _load_case(args)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -30,6 +32,24 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         access_log=args.access_log,
     )
+    return 0
+
+
+def _load_case(_: argparse.Namespace) -> int:
+    from app.case.load import load_case
+    from app.fhir.service import ResourceService
+    from app.storage.engine import make_engine, wait_for_database
+    from app.storage.migrate import upgrade
+    from app.storage.sql_store import SqlStore
+
+    settings = get_settings()
+    engine = make_engine(settings)
+    wait_for_database(engine, settings.db_wait_seconds)
+    upgrade(engine)
+    patient_id, loaded = load_case(ResourceService(SqlStore(engine)))
+    engine.dispose()
+    state = "loaded" if loaded else "already loaded"
+    print(f"the ketamine case is {state}: Patient/{patient_id}")
     return 0
 
 
@@ -102,9 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--load-case", action="store_true", help="load the shipped case first if it is not there"
+    )
     serve.set_defaults(func=_serve)
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the newest")
     migrate.set_defaults(func=_migrate)
+    case = commands.add_parser("load-case", help="load the shipped ketamine case (once)")
+    case.set_defaults(func=_load_case)
     loader = commands.add_parser(
         "load",
         help="load Bundles (transaction, batch, collection), resources and NDJSON files",

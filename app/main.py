@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.api import errors
 from app.api.context import Runtime
 from app.api.export_routes import router as export_router
+from app.api.operation_routes import router as operation_router
 from app.api.routes import router
 from app.config import Settings, get_settings
 from app.fhir import search_capability  # noqa: F401 - registers the search capabilities
@@ -51,7 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.include_router(export_router)  # before `router`: /{type}/{id} would take /Patient/$export
+    # before `router`: its /{type}/{id} would take /Patient/$export
+    app.include_router(export_router)
+    app.include_router(operation_router)
     app.include_router(router)
     return app
 

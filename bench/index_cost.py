@@ -1,9 +1,11 @@
-"""What indexing adds to a create: service.create of Observations (the search bench's shapes,
+"""What indexing adds to a write: service.create of Observations (the search bench's shapes,
 each one different, so index entries land on different pages as in real use) with their search
 index rows, against the same creates with indexing switched off, in one process (median of
 interleaved rounds, after preloading so the B-trees are not trivially small).
 
-On SQLite it also counts WAL frames (pages written) per create, a figure noise cannot move.
+Also: the same with 100-entry transaction Bundles (BundleProcessor in process: validation,
+reference rewriting, one transaction, the response Bundle), per resource. On SQLite it also
+counts WAL frames (pages written) per create, a figure noise cannot move.
 
     python bench/index_cost.py [--db sqlite|postgresql] [--rounds 7] [--creates 1000]
 """
@@ -29,6 +31,7 @@ from sqlalchemy import Engine, event  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.fhir import service as service_module  # noqa: E402
 from app.fhir.service import ResourceService  # noqa: E402
+from app.fhir.transactions import BundleProcessor  # noqa: E402
 from app.search.index_values import IndexRows  # noqa: E402
 from app.search.indexer import index_rows  # noqa: E402
 from app.storage.engine import make_engine  # noqa: E402
@@ -58,6 +61,16 @@ def _wal_frames(engine: Engine, service: ResourceService, resources: list[dict[s
     return (wal.stat().st_size - 32) / (page + 24) / len(resources)
 
 
+def _transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "POST", "url": "Observation"}} for r in resources
+        ],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,7 +80,7 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=1000)
     args = parser.parse_args()
     rng = random.Random(1)
-    total = PRELOAD + 2 * args.rounds * args.creates + 400
+    total = PRELOAD + 2 * args.rounds * (args.creates + 500) + 400
     resources = [observation(i, rng) for i in range(total)]
     with ExitStack() as stack:
         if args.db == "sqlite":
@@ -104,6 +117,18 @@ def main() -> int:
                     for resource in batch:
                         service.create("Observation", resource)
                     timings[label].append((time.perf_counter() - began) / args.creates * 1e6)
+        per_tx: dict[str, list[float]] = {"with index": [], "without index": []}
+        processor = BundleProcessor(
+            service, max_entries=1000, multiple_delete=False, default_count=50, max_count=50
+        )
+        for _ in range(args.rounds):
+            for label in per_tx:
+                bundles = [_transaction([next(left) for _ in range(100)]) for _ in range(5)]
+                with _switch(label == "with index"):
+                    began = time.perf_counter()
+                    for bundle in bundles:
+                        processor.process(bundle, "", "minimal")
+                    per_tx[label].append((time.perf_counter() - began) / 500 * 1e6)
         rows = statistics.mean(index_rows(r).count() for r in resources[:1000])
         engine.dispose()
     with_index = statistics.median(timings["with index"])
@@ -113,6 +138,14 @@ def main() -> int:
     print(f"create with index rows:    {with_index:7.1f} µs (median)")
     print(f"create without index rows: {without:7.1f} µs")
     print(f"indexing share of a create: {(with_index - without) / with_index:.0%}")
+    tx_with = statistics.median(per_tx["with index"])
+    tx_without = statistics.median(per_tx["without index"])
+    print(
+        f"100-entry transactions: {tx_with:7.1f} µs per resource with index rows "
+        f"({1e6 / tx_with:,.0f}/s), {tx_without:7.1f} without; indexing share "
+        f"{(tx_with - tx_without) / tx_with:.0%}"
+    )
+    print(f"single creates: {1e6 / with_index:,.0f}/s with index rows")
     if args.db == "sqlite":
         print(
             f"WAL frames per create: {frames['with index']:.1f} with index, "

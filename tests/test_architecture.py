@@ -22,6 +22,18 @@ FORBIDDEN = {
         "uvicorn",
     ),
     "app.storage": ("app.api", "fastapi", "starlette"),
+    # clinical logic knows FHIR resources as data only: no service, no storage, no HTTP
+    "app.clinical": (
+        "app.api",
+        "app.storage",
+        "app.fhir",
+        "app.case",
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "sqlmodel",
+    ),
+    "app.case": ("app.api", "app.storage", "fastapi", "starlette", "sqlalchemy", "sqlmodel"),
     "app.api": ("app.storage", "sqlalchemy", "sqlmodel"),
     "app.search": (
         "app.api",

@@ -1,0 +1,36 @@
+"""The clinical operations (app/fhir/operations.py), by GET (query parameters) or POST (a
+Parameters body)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api import negotiation
+from app.api.context import read_body, runtime
+from app.api.responses import fhir_response
+from app.fhir import jsonio, operations
+from app.fhir.formats import parse_resource
+
+router = APIRouter(prefix="/fhir", tags=["operations"])
+
+
+async def _pairs(request: Request) -> list[tuple[str, str]]:
+    if request.method == "POST":
+        body = parse_resource(await read_body(request), negotiation.body_format(request))
+        return operations.parameters_from_body(body)
+    pairs = request.query_params.multi_items()
+    return [(k, v) for k, v in pairs if k not in ("_format", "_pretty")]
+
+
+@router.get(
+    "/Patient/{patient_id}/$pain-response",
+    summary="pain-response: baseline, improvement, cumulative dose, relapse, courses",
+)
+@router.post("/Patient/{patient_id}/$pain-response", include_in_schema=False)
+async def pain_response(request: Request, patient_id: str) -> Response:
+    rt = runtime(request)
+    pairs = await _pairs(request)
+    result = await rt.call(operations.pain_response, rt.service, patient_id, pairs)
+    return fhir_response(request, jsonio.dumps(result))

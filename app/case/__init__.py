@@ -1,0 +1,1 @@
+"""The published ketamine case report as a FHIR R4B transaction Bundle."""

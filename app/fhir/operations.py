@@ -1,0 +1,232 @@
+"""FHIR operations over the clinical analyses: reading their inputs (operation parameters from a
+query or a Parameters body), gathering a patient's resources, and answering as Parameters.
+No HTTP here; app/api/operation_routes.py exposes these."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
+from typing import Any
+
+from app.clinical import pain
+from app.fhir import jsonio
+from app.fhir.errors import BadRequestError, NotFoundError
+from app.fhir.service import ResourceService
+
+_MAX_PAGE = 1000
+
+
+def parameters_from_body(body: Any) -> list[tuple[str, str]]:
+    """A Parameters resource's primitive parameters as (name, text) pairs, like a query's."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequestError("The body of an operation must be a Parameters resource")
+    pairs = []
+    for number, parameter in enumerate(body.get("parameter", [])):
+        name = parameter.get("name")
+        values = [v for k, v in parameter.items() if k.startswith("value")]
+        if not isinstance(name, str) or len(values) != 1 or isinstance(values[0], dict | list):
+            raise BadRequestError(
+                "Each parameter needs a name and one primitive value",
+                (f"Parameters.parameter[{number}]",),
+            )
+        value = values[0]
+        pairs.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+    return pairs
+
+
+def _single(pairs: list[tuple[str, str]], allowed: set[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise BadRequestError(
+                f"Unknown parameter '{name}'; this operation takes {', '.join(sorted(allowed))}",
+                (name,),
+                code="not-supported",
+            )
+        if name in found:
+            raise BadRequestError(f"Parameter '{name}' is given more than once", (name,))
+        found[name] = value
+    return found
+
+
+def _number(values: dict[str, str], name: str) -> Fraction | None:
+    if name not in values:
+        return None
+    try:
+        return Fraction(Decimal(values[name]))
+    except (ArithmeticError, ValueError):
+        raise BadRequestError(
+            f"Parameter '{name}': '{values[name]}' is not a number", (name,)
+        ) from None
+
+
+def _token(text: str, name: str) -> tuple[str | None, str]:
+    system, bar, code = text.rpartition("|")
+    if not code:
+        raise BadRequestError(f"Parameter '{name}': '{text}' is not a token (system|code)", (name,))
+    return (system or None) if bar else None, code
+
+
+def _all(service: ResourceService, resource_type: str, pairs: list[tuple[str, str]]) -> list[Any]:
+    """Every match of a search, page by page."""
+    out: list[Any] = []
+    offset = 0
+    while True:
+        _, page, _ = service.search(
+            (resource_type,),
+            [*pairs, ("_count", str(_MAX_PAGE)), ("_offset", str(offset))],
+            _MAX_PAGE,
+            _MAX_PAGE,
+        )
+        out.extend(record.content for record in page.matches)
+        if not page.has_more:
+            return out
+        offset += _MAX_PAGE
+
+
+def _resources(service: ResourceService, resource_type: str, patient: str) -> list[Any]:
+    return [jsonio.loads(c) for c in _all(service, resource_type, [("patient", patient)]) if c]
+
+
+def pain_response(
+    service: ResourceService, patient_id: str, pairs: list[tuple[str, str]]
+) -> dict[str, Any]:
+    values = _single(pairs, {"threshold", "baselineLookbackDays", "medication", "painCode"})
+    threshold = _number(values, "threshold")
+    lookback = _number(values, "baselineLookbackDays")
+    if lookback is not None and lookback.denominator != 1:
+        raise BadRequestError(
+            "Parameter 'baselineLookbackDays' must be a whole number of days",
+            ("baselineLookbackDays",),
+        )
+    medication = _token(values["medication"], "medication") if "medication" in values else None
+    codes: tuple[tuple[str, str], ...] = pain.PAIN_CODES
+    if "painCode" in values:
+        system, code = _token(values["painCode"], "painCode")
+        codes = ((system or pain.LOINC, code),)
+    service.read("Patient", patient_id)  # 404 / 410 when there is no such patient
+    observations = _resources(service, "Observation", patient_id)
+    administrations = _resources(service, "MedicationAdministration", patient_id)
+    medications = _medications(service, administrations)
+    try:
+        result = pain.analyse(
+            observations,
+            administrations,
+            threshold=threshold if threshold is not None else Fraction(30),
+            lookback_days=int(lookback) if lookback is not None else None,
+            medication=medication,
+            pain_codes=codes,
+            medications=medications,
+        )
+    except pain.ClinicalInputError as exc:
+        name = "threshold" if "threshold" in str(exc) else "baselineLookbackDays"
+        raise BadRequestError(str(exc), (name,)) from None
+    return _pain_parameters(result)
+
+
+def _medications(service: ResourceService, administrations: list[Any]) -> dict[str, Any]:
+    """Medication resources the administrations point at (contained ones included)."""
+    found: dict[str, Any] = {}
+    for resource in administrations:
+        for contained in resource.get("contained", []):
+            if contained.get("resourceType") == "Medication":
+                found[f"#{contained.get('id')}"] = contained
+        reference = (resource.get("medicationReference") or {}).get("reference", "")
+        if reference.startswith("Medication/") and reference not in found:
+            try:
+                record = service.read("Medication", reference.split("/", 1)[1])
+            except NotFoundError:
+                continue
+            found[reference] = jsonio.loads(record.content or b"{}")
+    return found
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def decimal(value: Fraction) -> Decimal:
+    """Exact when the fraction has a finite decimal form, else 4 places (display rounds to 1)."""
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    if exact * value.denominator == value.numerator:
+        return exact.normalize() if exact != exact.to_integral() else exact.quantize(Decimal(1))
+    return exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
+
+
+def _part(name: str, **value: Any) -> dict[str, Any]:
+    return {"name": name, **value}
+
+
+def _ref(key: str) -> dict[str, Any]:
+    return {"valueReference": {"reference": key}}
+
+
+def _bounds(prefix: str, bounds: tuple[Fraction, Fraction] | None) -> list[dict[str, Any]]:
+    if bounds is None:
+        return []
+    return [
+        _part(f"{prefix}Low", valueDecimal=decimal(bounds[0])),
+        _part(f"{prefix}High", valueDecimal=decimal(bounds[1])),
+    ]
+
+
+def _pain_parts(point: pain.PainPoint) -> list[dict[str, Any]]:
+    return [
+        _part("observation", **_ref(point.key)),
+        _part("date", valueDate=point.event.day.isoformat()),
+        _part("low", valueDecimal=decimal(point.low)),
+        _part("high", valueDecimal=decimal(point.high)),
+    ]
+
+
+def _pain_parameters(result: pain.PainResponse) -> dict[str, Any]:
+    out: list[dict[str, Any]] = []
+    if result.baseline is not None:
+        parts = _pain_parts(result.baseline)
+        if result.days_before_first_dose is not None:
+            parts.append(_part("daysBeforeFirstDose", valueInteger=result.days_before_first_dose))
+        out.append(_part("baseline", part=parts))
+    if result.baseline_status is not None:
+        out.append(_part("baselineStatus", valueCode=result.baseline_status))
+    for point in result.points:
+        parts = _pain_parts(point.pain)
+        parts.append(_part("derived", valueBoolean=point.pain.derived))
+        parts.append(
+            _part("cumulativeKnownDoseMg", valueDecimal=decimal(point.cumulative_known_mg))
+        )
+        parts.append(_part("unknownDoseAdministrationsBefore", valueInteger=point.unknown_before))
+        parts += _bounds("percentOfBaseline", point.percent_of_baseline)
+        parts += _bounds("improvement", point.improvement)
+        parts.append(_part("relapse", valueCode=point.relapse))
+        parts += [_part("orderUndecidableWith", **_ref(k)) for k in point.order_undecidable]
+        out.append(_part("point", part=parts))
+    if result.nadir is not None:
+        out.append(_part("nadir", part=_pain_parts(result.nadir)))
+    for course in result.courses:
+        parts = []
+        if course.key is not None:
+            parts.append(_part("procedure", **_ref(course.key)))
+        parts += [
+            _part("start", valueDate=course.start.isoformat()),
+            _part("end", valueDate=course.end.isoformat()),
+            _part("administrations", valueInteger=len(course.administrations)),
+        ]
+        for administration in course.administrations:
+            dose = [_part("administration", **_ref(administration.key))]
+            if administration.dose_mg is not None:
+                dose.append(_part("doseMg", valueDecimal=decimal(administration.dose_mg)))
+            else:
+                dose.append(_part("doseUnknown", valueBoolean=True))
+            parts.append(_part("dose", part=dose))
+        parts += [
+            _part("knownDoseMg", valueDecimal=decimal(course.known_mg)),
+            _part("unknownDoseAdministrations", valueInteger=course.unknown_doses),
+            *(_part("escalationStep", valueInteger=s) for s in course.escalation_steps),
+            _part("relapseTriggered", valueBoolean=course.relapse_triggered),
+        ]
+        out.append(_part("course", part=parts))
+    if result.protocol_total_mg is not None:
+        out.append(_part("protocolTotalMg", valueDecimal=decimal(result.protocol_total_mg)))
+    out.append(_part("knownTotalMg", valueDecimal=decimal(result.known_total_mg)))
+    out.append(_part("totalIsLowerBound", valueBoolean=result.total_is_lower_bound))
+    if result.days_to_first_relapse is not None:
+        out.append(_part("daysToFirstRelapse", valueInteger=result.days_to_first_relapse))
+    out += [_part("warning", valueString=w) for w in result.warnings]
+    return {"resourceType": "Parameters", "parameter": out}
