@@ -34,3 +34,39 @@ async def pain_response(request: Request, patient_id: str) -> Response:
     pairs = await _pairs(request)
     result = await rt.call(operations.pain_response, rt.service, patient_id, pairs)
     return fhir_response(request, jsonio.dumps(result))
+
+
+@router.get(
+    "/Patient/{patient_id}/$liver-safety",
+    summary="liver-safety: liver tests against ULN, DILI signal, monitoring gap",
+)
+@router.post("/Patient/{patient_id}/$liver-safety", include_in_schema=False)
+async def liver_safety(request: Request, patient_id: str) -> Response:
+    rt = runtime(request)
+    pairs = await _pairs(request)
+    result = await rt.call(operations.liver_safety, rt.service, patient_id, pairs)
+    return fhir_response(request, jsonio.dumps(result))
+
+
+@router.get(
+    "/$fibromyalgia-criteria",
+    summary="fibromyalgia-criteria: ACR 2010/2016 from wpi, ss, duration, exclusion",
+)
+@router.post("/$fibromyalgia-criteria", include_in_schema=False)
+async def fibromyalgia_criteria(request: Request) -> Response:
+    rt = runtime(request)
+    pairs = await _pairs(request)
+    result = await rt.call(operations.fibromyalgia_criteria, rt.service, None, pairs)
+    return fhir_response(request, jsonio.dumps(result))
+
+
+@router.get(
+    "/Patient/{patient_id}/$fibromyalgia-criteria",
+    summary="fibromyalgia-criteria for a patient (duration from the Condition's onset)",
+)
+@router.post("/Patient/{patient_id}/$fibromyalgia-criteria", include_in_schema=False)
+async def fibromyalgia_criteria_patient(request: Request, patient_id: str) -> Response:
+    rt = runtime(request)
+    pairs = await _pairs(request)
+    result = await rt.call(operations.fibromyalgia_criteria, rt.service, patient_id, pairs)
+    return fhir_response(request, jsonio.dumps(result))

@@ -4,11 +4,12 @@ No HTTP here; app/api/operation_routes.py exposes these."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
-from app.clinical import pain
+from app.clinical import fibromyalgia, liver, pain
 from app.fhir import jsonio
 from app.fhir.errors import BadRequestError, NotFoundError
 from app.fhir.service import ResourceService
@@ -139,6 +140,134 @@ def _medications(service: ResourceService, administrations: list[Any]) -> dict[s
                 continue
             found[reference] = jsonio.loads(record.content or b"{}")
     return found
+
+
+def liver_safety(
+    service: ResourceService, patient_id: str, pairs: list[tuple[str, str]]
+) -> dict[str, Any]:
+    values = _single(pairs, {"medication"})
+    medication = _token(values["medication"], "medication") if "medication" in values else None
+    service.read("Patient", patient_id)
+    observations = _resources(service, "Observation", patient_id)
+    administrations = _resources(service, "MedicationAdministration", patient_id)
+    doses = pain.administrations(
+        administrations, _medications(service, administrations), medication
+    )
+    result = liver.liver_safety(observations, doses)
+    out: list[dict[str, Any]] = []
+    for test in result.tests:
+        parts = [
+            _part("observation", **_ref(test.key)),
+            _part("analyte", valueCode=test.analyte),
+        ]
+        if test.day is not None:
+            parts.append(_part("date", valueDate=test.day.isoformat()))
+        if test.value is not None:
+            parts.append(_part("value", valueDecimal=decimal(test.value)))
+        if test.uln is not None:
+            parts.append(_part("upperLimitOfNormal", valueDecimal=decimal(test.uln)))
+        if test.ratio is not None:
+            parts.append(_part("ratioToUln", valueDecimal=decimal(test.ratio)))
+        parts.append(_part("status", valueCode=test.status))
+        parts.append(
+            _part("basis", valueCode="ratio" if test.ratio is not None else "interpretation")
+        )
+        if test.pre_dose:
+            parts.append(_part("timing", valueCode="pre-infusion"))
+        if test.days_from_first_dose is not None:
+            parts.append(_part("daysFromFirstDose", valueInteger=test.days_from_first_dose))
+        out.append(_part("test", part=parts))
+    out.append(_part("testCount", valueInteger=len(result.tests)))
+    out.append(_part("abnormalCount", valueInteger=result.abnormal))
+    out.append(_part("ulnComputable", valueBoolean=result.uln_computable))
+    if result.dili_signal is None:
+        out.append(_part("diliSignalStatus", valueCode="not-computable"))
+    else:
+        out.append(_part("diliSignal", valueBoolean=result.dili_signal))
+    out += [_part("diliCriterion", valueString=c) for c in result.dili_criteria]
+    if result.pattern is not None and result.r_ratio is not None:
+        out.append(_part("pattern", valueCode=result.pattern))
+        out.append(_part("rRatio", valueDecimal=decimal(result.r_ratio)))
+    if result.last_dated_test is not None:
+        out.append(_part("lastDatedTest", valueDate=result.last_dated_test.isoformat()))
+    out.append(
+        _part("administrationsAfterLastLft", valueInteger=result.administrations_after_last_test)
+    )
+    return {"resourceType": "Parameters", "parameter": out}
+
+
+_FM_INPUTS = {
+    "wpi",
+    "ss",
+    "symptomDurationMonths",
+    "otherDisorderExplainsPain",
+    "generalizedPain",
+    "version",
+}
+FIBROMYALGIA = ("http://snomed.info/sct", "203082005")
+
+
+def fibromyalgia_criteria(
+    service: ResourceService, patient_id: str | None, pairs: list[tuple[str, str]]
+) -> dict[str, Any]:
+    values = _single(pairs, _FM_INPUTS)
+    months = _number(values, "symptomDurationMonths")
+    derived_from = None
+    if patient_id is not None:
+        service.read("Patient", patient_id)
+        if months is None:
+            derived_from, months = _onset_months(service, patient_id)
+    try:
+        result = fibromyalgia.evaluate(
+            wpi=_whole(values, "wpi"),
+            ss=_whole(values, "ss"),
+            symptom_months=float(months) if months is not None else None,
+            other_disorder=_flag(values, "otherDisorderExplainsPain"),
+            generalized_pain=_flag(values, "generalizedPain"),
+            version=values.get("version", "2010"),
+        )
+    except fibromyalgia.CriteriaInputError as exc:
+        raise BadRequestError(str(exc), (exc.name,)) from None
+    out = [
+        _part("result", valueCode=result.result),
+        _part("version", valueCode=result.version),
+        *(_part("missing", valueString=m) for m in result.missing),
+        *(_part("failed", valueString=f) for f in result.failed),
+    ]
+    if derived_from is not None:
+        out.append(_part("durationFrom", **_ref(derived_from)))
+    return {"resourceType": "Parameters", "parameter": out}
+
+
+def _whole(values: dict[str, str], name: str) -> int | None:
+    number = _number(values, name)
+    if number is None:
+        return None
+    if number.denominator != 1:
+        raise BadRequestError(f"Parameter '{name}' must be a whole number", (name,))
+    return int(number)
+
+
+def _flag(values: dict[str, str], name: str) -> bool | None:
+    if name not in values:
+        return None
+    if values[name] not in ("true", "false"):
+        raise BadRequestError(f"Parameter '{name}' must be true or false", (name,))
+    return values[name] == "true"
+
+
+def _onset_months(service: ResourceService, patient_id: str) -> tuple[str | None, Fraction | None]:
+    """Months from a fibromyalgia Condition's onset to today, when the onset is recorded."""
+    conditions = _resources(service, "Condition", patient_id)
+    for condition in conditions:
+        codes = [
+            (c.get("system"), c.get("code")) for c in condition.get("code", {}).get("coding", [])
+        ]
+        onset = condition.get("onsetDateTime")
+        if FIBROMYALGIA in codes and isinstance(onset, str) and len(onset) >= 10:
+            days = (date.today() - date.fromisoformat(onset[:10])).days
+            return f"Condition/{condition['id']}", Fraction(days * 12, 365)
+    return None, None
 
 
 # -- rendering ----------------------------------------------------------------------------------
