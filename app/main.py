@@ -14,7 +14,10 @@ from app.api.export_routes import router as export_router
 from app.api.operation_routes import router as operation_router
 from app.api.routes import router
 from app.config import Settings, get_settings
-from app.fhir import search_capability  # noqa: F401 - registers the search capabilities
+from app.fhir import (  # noqa: F401 - they register their capabilities
+    operation_definitions,
+    search_capability,
+)
 from app.fhir.service import ResourceService
 from app.search.ucum import canonical
 from app.storage.engine import is_sqlite, make_engine, wait_for_database

@@ -10,8 +10,10 @@ from starlette.responses import Response
 from app.api import negotiation
 from app.api.context import read_body, runtime
 from app.api.responses import fhir_response
+from app.api.routes import read
 from app.fhir import jsonio, operations
 from app.fhir.formats import parse_resource
+from app.fhir.operation_definitions import DEFINITIONS
 
 router = APIRouter(prefix="/fhir", tags=["operations"])
 
@@ -70,3 +72,15 @@ async def fibromyalgia_criteria_patient(request: Request, patient_id: str) -> Re
     pairs = await _pairs(request)
     result = await rt.call(operations.fibromyalgia_criteria, rt.service, patient_id, pairs)
     return fhir_response(request, jsonio.dumps(result))
+
+
+@router.get(
+    "/OperationDefinition/{name}",
+    summary="OperationDefinition: this server's operations, or a stored one",
+    tags=["instance"],
+)
+async def operation_definition(request: Request, name: str) -> Response:
+    definition = DEFINITIONS.get(name)
+    if definition is None:
+        return await read(request, "OperationDefinition", name)
+    return fhir_response(request, jsonio.dumps(definition))

@@ -139,3 +139,18 @@ def test_microkatal_is_converted_and_a_normal_ratio_is_no_signal() -> None:
 def test_fibromyalgia_version_check() -> None:
     with pytest.raises(fibromyalgia.CriteriaInputError):
         fibromyalgia.evaluate(wpi=1, ss=1, symptom_months=1, other_disorder=False, version="x")
+
+
+@pytest.mark.parametrize("name", ["pain-response", "liver-safety", "fibromyalgia-criteria"])
+def test_operation_definitions_are_served_and_declared(client: httpx.Client, name: str) -> None:
+    from app.fhir.models import validate
+
+    response = client.get(f"/fhir/OperationDefinition/{name}")
+    assert response.status_code == 200, response.text
+    definition = response.json()
+    validate(definition, "OperationDefinition")
+    assert definition["code"] == name
+    rest = client.get("/fhir/metadata").json()["rest"][0]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    assert {"name": name, "definition": definition["url"]} in patient["operation"]
+    assert client.get("/fhir/OperationDefinition/not-ours").status_code == 404

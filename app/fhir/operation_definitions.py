@@ -1,0 +1,122 @@
+"""OperationDefinitions of the clinical operations, served at /fhir/OperationDefinition/{name}
+and named in the CapabilityStatement (through its contributor hook)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.fhir import capability
+
+CANONICAL = "http://ketamine-fhir.example.org/fhir/OperationDefinition"
+
+
+def _param(name: str, use: str, kind: str | None, low: int, high: str, doc: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "use": use, "min": low, "max": high, "documentation": doc}
+    if kind is not None:
+        out["type"] = kind
+    return out
+
+
+def _definition(
+    name: str,
+    title: str,
+    description: str,
+    resources: list[str],
+    system: bool,
+    instance: bool,
+    parameters: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "resourceType": "OperationDefinition",
+        "id": name,
+        "url": f"{CANONICAL}/{name}",
+        "name": "".join(part.capitalize() for part in name.split("-")),
+        "title": title,
+        "status": "active",
+        "kind": "operation",
+        "description": description,
+        "affectsState": False,
+        "code": name,
+        "resource": resources,
+        "system": system,
+        "type": False,
+        "instance": instance,
+        "parameter": parameters,
+    }
+
+
+_OUT = "out"
+_IN = "in"
+DEFINITIONS: dict[str, dict[str, Any]] = {
+    "pain-response": _definition(
+        "pain-response",
+        "Pain response to ketamine",
+        "Baseline, improvement from baseline, pain against cumulative ketamine dose, nadir, "
+        "relapse and courses for a patient (rules: ../shared/CASE.md C.0-C.5).",
+        ["Patient"],
+        False,
+        True,
+        [
+            _param("threshold", _IN, "decimal", 0, "1", "Relapse threshold, % of baseline; 30"),
+            _param("baselineLookbackDays", _IN, "integer", 0, "1", "Baseline search window"),
+            _param("medication", _IN, "token", 0, "1", "Medication code; ketamine by default"),
+            _param("painCode", _IN, "token", 0, "1", "Pain observation code; LOINC 72514-3"),
+            _param("baseline", _OUT, None, 0, "1", "observation, date, low, high, days"),
+            _param("baselineStatus", _OUT, "code", 0, "1", "no-baseline | baseline-zero"),
+            _param("point", _OUT, None, 0, "*", "One per pain observation, in clinical order"),
+            _param("nadir", _OUT, None, 0, "1", "The lowest pain after the first dose"),
+            _param("course", _OUT, None, 0, "*", "One per course of administrations"),
+            _param("protocolTotalMg", _OUT, "decimal", 0, "1", "Known mg of the first course"),
+            _param("knownTotalMg", _OUT, "decimal", 1, "1", "Known mg of every course"),
+            _param("totalIsLowerBound", _OUT, "boolean", 1, "1", "Some doses are unknown"),
+            _param("daysToFirstRelapse", _OUT, "integer", 0, "1", "From the first course's end"),
+        ],
+    ),
+    "liver-safety": _definition(
+        "liver-safety",
+        "Liver safety under ketamine",
+        "Each liver test against its upper limit of normal (or its interpretation), the DILI "
+        "signal and pattern, and administrations after the last test (CASE.md C.6).",
+        ["Patient"],
+        False,
+        True,
+        [
+            _param("medication", _IN, "token", 0, "1", "Medication code; ketamine by default"),
+            _param("test", _OUT, None, 0, "*", "One per liver test"),
+            _param("diliSignal", _OUT, "boolean", 0, "1", "Any DILI criterion met"),
+            _param("administrationsAfterLastLft", _OUT, "integer", 1, "1", "Monitoring gap"),
+        ],
+    ),
+    "fibromyalgia-criteria": _definition(
+        "fibromyalgia-criteria",
+        "ACR fibromyalgia criteria",
+        "ACR 2010 or 2016 criteria from the widespread pain index, symptom severity, duration "
+        "and exclusion; met, not-met or indeterminate with the missing inputs (CASE.md C.7).",
+        ["Patient"],
+        True,
+        True,
+        [
+            _param("wpi", _IN, "integer", 0, "1", "Widespread pain index, 0-19"),
+            _param("ss", _IN, "integer", 0, "1", "Symptom severity, 0-12"),
+            _param("symptomDurationMonths", _IN, "decimal", 0, "1", "Months with symptoms"),
+            _param("otherDisorderExplainsPain", _IN, "boolean", 0, "1", "2010 criterion 3"),
+            _param("generalizedPain", _IN, "boolean", 0, "1", "2016: 4 of 5 regions"),
+            _param("version", _IN, "code", 0, "1", "2010 | 2016"),
+            _param("result", _OUT, "code", 1, "1", "met | not-met | indeterminate"),
+            _param("missing", _OUT, "string", 0, "*", "Inputs that were not given"),
+        ],
+    ),
+}
+
+
+def _contribute(rest: dict[str, Any]) -> None:
+    for name, definition in DEFINITIONS.items():
+        entry = {"name": name, "definition": definition["url"]}
+        if definition["system"]:
+            rest.setdefault("operation", []).append(entry)
+        for resource in rest["resource"]:
+            if resource["type"] in definition["resource"] and definition["instance"]:
+                resource.setdefault("operation", []).append(entry)
+
+
+capability.contributors.append(_contribute)
