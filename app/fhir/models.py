@@ -6,6 +6,7 @@ Validation happens once, on write. Reads never touch the models: stored bytes go
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from app.fhir.catalog_gen import CATALOG_PATH
 from app.fhir.errors import InvalidResourceError, Issue, StructureError, UnknownTypeError
+from app.fhir.invariants import invariant_issues
 
 _CATALOG: dict[str, Any] = json.loads(CATALOG_PATH.read_text())
 FHIR_VERSION: str = _CATALOG["fhirVersion"]
@@ -80,7 +82,7 @@ def validate(data: Any, resource_type: str | None = None) -> Any:
         raise validation_error(declared, exc) from None
     except (ValueError, TypeError) as exc:  # fhir_core raises these from some validators
         raise InvalidResourceError(f"{declared}: {exc}", (declared,)) from None
-    issues = list(_required_code_issues(instance, declared))
+    issues = list(_required_code_issues(instance, declared)) + invariant_issues(data)
     if issues:
         raise _invalid(issues)
     return instance
@@ -116,20 +118,28 @@ def _bindings_for(model: type) -> dict[str, frozenset[str]]:
     return found
 
 
-def _required_code_issues(node: Any, path: str) -> Any:
-    """Yield an issue for every `code` element whose required value set lacks its value."""
+def _required_code_issues(node: Any, path: str, root: Any = None) -> Any:
+    """Yield an issue for every `code` element whose required value set lacks its value, and
+    for every Reference to a resource type its element does not allow."""
+    root = node if root is None else root
     fields = type(node).model_fields
     bound = _bound_elements(type(node))
     for name in node.model_fields_set:
         value = getattr(node, name, None)
         if value is None:
             continue
-        alias = fields[name].alias or name if name in fields else name
+        field = fields.get(name)
+        alias = field.alias or name if field is not None else name
         child_path = f"{path}.{alias}"
         allowed = bound.get(alias)
+        targets = _reference_targets(field)
         items = value if isinstance(value, list) else [value]
         for index, item in enumerate(items):
             item_path = f"{child_path}[{index}]" if isinstance(value, list) else child_path
+            if targets and type(item).__name__ == "Reference":
+                issue = _reference_issue(item, targets, item_path, root)
+                if issue is not None:
+                    yield issue
             if allowed is not None and isinstance(item, str):
                 if item not in allowed:
                     yield Issue(
@@ -140,4 +150,39 @@ def _required_code_issues(node: Any, path: str) -> Any:
                         (item_path,),
                     )
             elif hasattr(item, "model_fields_set"):
-                yield from _required_code_issues(item, item_path)
+                yield from _required_code_issues(item, item_path, root)
+
+
+def _reference_targets(field: Any) -> frozenset[str]:
+    extra = getattr(field, "json_schema_extra", None)
+    kinds = extra.get("enum_reference_types") if isinstance(extra, dict) else None
+    if not kinds or "Resource" in kinds:
+        return frozenset()
+    return frozenset(kinds)
+
+
+_TYPED_REFERENCE = re.compile(
+    r"(?:^|/)([A-Z][A-Za-z]+)(?:/[A-Za-z0-9\-.]{1,64}(?:/_history/.+)?|\?.*)$"
+)
+
+
+def _reference_issue(item: Any, targets: frozenset[str], path: str, root: Any) -> Issue | None:
+    """A Reference whose text names a type (Type/id, an absolute URL, Type?query, or a
+    contained #id) outside the element's allowed types. urn: and typeless ones pass."""
+    text = getattr(item, "reference", None)
+    kind = getattr(item, "type", None)
+    if isinstance(text, str) and text.startswith("#"):
+        contained = {getattr(c, "id", None): type(c).__name__ for c in (root.contained or [])}
+        kind = contained.get(text[1:], kind)
+    elif isinstance(text, str) and not text.startswith("urn:"):
+        match = _TYPED_REFERENCE.search(text)
+        kind = match.group(1) if match else kind
+    if kind is None or kind in targets or not is_resource_type(str(kind)):
+        return None
+    return Issue(
+        "invalid",
+        f"{path}: a reference to {kind} is not allowed here (allowed: "
+        f"{' | '.join(sorted(targets))})",
+        "error",
+        (path,),
+    )

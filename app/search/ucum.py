@@ -153,6 +153,21 @@ def _compile(code: str) -> tuple[float, str] | None:
 
 
 @lru_cache(maxsize=4096)
+def is_valid(code: str) -> bool:
+    """Whether ``code`` is a UCUM expression (special and arbitrary units included)."""
+    from ucumvert import parse_ucum
+
+    if not code or len(code) > MAX_CODE_LENGTH:
+        return False
+    with _LOCK:
+        try:
+            parse_ucum(code, _ucum().parser)
+        except Exception:  # lark's parse errors share no base class worth naming here
+            return False
+    return True
+
+
+@lru_cache(maxsize=4096)
 def _converter(code: str) -> tuple[float, str] | None:
     with _LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,0 +1,143 @@
+"""Validation beyond fhir.resources (CASE.md B.3 item 9): invariants, UCUM units, required
+CodeableConcept bindings and reference target types, each a 422 naming the element."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import JSON_HEADERS, assert_outcome, pain_observation
+
+UCUM = "http://unitsofmeasure.org"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+
+
+def _condition(**extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"text": "Fibromyalgia"},
+        **extra,
+    }
+
+
+def _concept(system: str, code: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+PROBLEM = [_concept(CATEGORY, "problem-list-item")]
+BAD = [
+    (
+        "obs-6",
+        {**pain_observation(), "dataAbsentReason": {"text": "asked, not answered"}},
+        "Observation.dataAbsentReason",
+    ),
+    (
+        "rng-2",
+        {
+            **{k: v for k, v in pain_observation().items() if k != "valueQuantity"},
+            "valueRange": {
+                "low": {"value": 4, "system": UCUM, "code": "{score}"},
+                "high": {"value": 3, "system": UCUM, "code": "{score}"},
+            },
+        },
+        "Observation.valueRange",
+    ),
+    (
+        "qty-3",
+        {**pain_observation(), "valueQuantity": {"value": 6, "code": "{score}"}},
+        "Observation.valueQuantity",
+    ),
+    (
+        "ucum",
+        {**pain_observation(), "valueQuantity": {"value": 6, "system": UCUM, "code": "mEq/L"}},
+        "Observation.valueQuantity.code",
+    ),
+    (
+        "con-3",
+        _condition(category=PROBLEM, verificationStatus=_concept(VERIFICATION, "confirmed")),
+        "Condition.clinicalStatus",
+    ),
+    (
+        "con-5",
+        _condition(
+            clinicalStatus=_concept(CLINICAL, "active"),
+            verificationStatus=_concept(VERIFICATION, "entered-in-error"),
+        ),
+        "Condition.clinicalStatus",
+    ),
+    (
+        "required binding",
+        _condition(clinicalStatus=_concept(CLINICAL, "better")),
+        "Condition.clinicalStatus",
+    ),
+    (
+        "required binding, no coding from the value set",
+        _condition(clinicalStatus={"text": "active"}),
+        "Condition.clinicalStatus",
+    ),
+    (
+        "reference target",
+        {**pain_observation(), "subject": {"reference": "Encounter/e1"}},
+        "Observation.subject",
+    ),
+    (
+        "reference target, absolute",
+        pain_observation(subject="http://elsewhere.org/fhir/Encounter/e1"),
+        "Observation.subject",
+    ),
+    (
+        "contained reference target",
+        {
+            **pain_observation(subject="#e"),
+            "contained": [
+                {
+                    "resourceType": "Encounter",
+                    "id": "e",
+                    "status": "finished",
+                    "class": {"code": "AMB"},
+                }
+            ],
+        },
+        "Observation.subject",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "resource", "expression"), BAD, ids=[b[0] for b in BAD])
+def test_each_rule_is_a_422_naming_the_element(
+    client: httpx.Client, rule: str, resource: dict[str, Any], expression: str
+) -> None:
+    response = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=JSON_HEADERS)
+    assert_outcome(response, 422, None, expression)
+    assert client.get(f"/fhir/{resource['resourceType']}").json()["total"] == 0
+
+
+GOOD = [
+    {
+        **{k: v for k, v in pain_observation().items() if k != "valueQuantity"},
+        "dataAbsentReason": {"text": "not asked"},
+    },
+    {
+        **{k: v for k, v in pain_observation().items() if k != "valueQuantity"},
+        "valueRange": {
+            "low": {"value": 0, "system": UCUM, "code": "{score}"},
+            "high": {"value": 1, "system": UCUM, "code": "{score}"},
+        },
+    },
+    {**pain_observation(), "valueQuantity": {"value": 36.6, "system": UCUM, "code": "Cel"}},
+    pain_observation(subject="Group/g1"),
+    pain_observation(subject="urn:uuid:4f0c6d0e-8a39-4b5e-9d51-5a1c4f8f0d3e"),
+    _condition(category=PROBLEM, clinicalStatus=_concept(CLINICAL, "active")),
+    _condition(verificationStatus=_concept(VERIFICATION, "entered-in-error")),
+]
+
+
+@pytest.mark.parametrize("resource", GOOD, ids=range(len(GOOD)))
+def test_what_the_rules_allow(client: httpx.Client, resource: dict[str, Any]) -> None:
+    response = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=JSON_HEADERS)
+    assert response.status_code == 201, response.text
