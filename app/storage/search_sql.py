@@ -318,7 +318,10 @@ def _exists(
     materialise every matching row of the table first."""
     keys, negate = matching_keys(criterion, spans)
     key_column = keys.selected_columns[0]
-    probe = keys.with_only_columns(literal(1)).where(key_column == res_key).exists()
+    # OFFSET 0 keeps PostgreSQL from flattening the probe into a semi join: misled by
+    # statistics, it had rescanned every pain-score row of the token index per candidate
+    # (a 1M-row search ran for minutes). SQLite runs EXISTS as a correlated probe anyway.
+    probe = keys.with_only_columns(literal(1)).where(key_column == res_key).offset(0).exists()
     return ~probe if negate else probe
 
 
