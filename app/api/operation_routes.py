@@ -8,12 +8,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api import negotiation
-from app.api.context import read_body, runtime
+from app.api.context import base_url, read_body, runtime
 from app.api.responses import fhir_response
 from app.api.routes import read
 from app.fhir import jsonio, operations
+from app.fhir.bundles import searchset_bundle
 from app.fhir.formats import parse_resource
 from app.fhir.operation_definitions import DEFINITIONS
+from app.fhir.store import SearchPage
 
 router = APIRouter(prefix="/fhir", tags=["operations"])
 
@@ -84,3 +86,72 @@ async def operation_definition(request: Request, name: str) -> Response:
     if definition is None:
         return await read(request, "OperationDefinition", name)
     return fhir_response(request, jsonio.dumps(definition))
+
+
+# -- standard operations ------------------------------------------------------------------------
+@router.get(
+    "/Patient/{patient_id}/$everything",
+    summary="everything: the patient and every resource that refers to it (paged)",
+)
+async def everything(request: Request, patient_id: str) -> Response:
+    rt = runtime(request)
+    pairs = list(request.query_params.multi_items())
+    search, page = await rt.call(
+        operations.everything,
+        rt.service,
+        patient_id,
+        [(k, v) for k, v in pairs if k not in ("_format", "_pretty")],
+        rt.settings.default_page_size,
+        rt.settings.max_page_size,
+    )
+    base = base_url(request)
+    kept = [(k, v) for k, v in pairs if k != "_offset"]
+    link = f"{base}/Patient/{patient_id}/$everything"
+    return fhir_response(request, searchset_bundle(base, search, page, link, kept, None))
+
+
+@router.get("/Observation/$lastn", summary="lastn: the most recent observations per code")
+async def lastn(request: Request) -> Response:
+    rt = runtime(request)
+    pairs = [
+        (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+    ]
+    search, records = await rt.call(operations.lastn, rt.service, pairs)
+    base = base_url(request)
+    search.count = max(len(records), 1)
+    search.offset = 0
+    page = SearchPage(records, [], len(records), False)
+    link = f"{base}/Observation/$lastn"
+    return fhir_response(request, searchset_bundle(base, search, page, link, pairs, None))
+
+
+async def _validate(request: Request, resource_type: str, resource_id: str | None) -> Response:
+    rt = runtime(request)
+    body = None
+    if request.method == "POST":
+        raw = await read_body(request)
+        if raw.strip():
+            body = parse_resource(raw, negotiation.body_format(request))
+    outcome = await rt.call(
+        operations.validate_resource, rt.service, resource_type, resource_id, body
+    )
+    return fhir_response(request, jsonio.dumps(outcome))
+
+
+@router.post(
+    "/{resource_type}/$validate",
+    summary="validate: check a resource (in the body, or in a Parameters 'resource')",
+    tags=["type"],
+)
+async def validate_type(request: Request, resource_type: str) -> Response:
+    return await _validate(request, resource_type, None)
+
+
+@router.get("/{resource_type}/{resource_id}/$validate", include_in_schema=False)
+@router.post(
+    "/{resource_type}/{resource_id}/$validate",
+    summary="validate: check a resource for this id (the body, or the stored one)",
+    tags=["instance"],
+)
+async def validate_instance(request: Request, resource_type: str, resource_id: str) -> Response:
+    return await _validate(request, resource_type, resource_id)

@@ -11,8 +11,17 @@ from typing import Any
 
 from app.clinical import fibromyalgia, liver, pain
 from app.fhir import jsonio
-from app.fhir.errors import BadRequestError, NotFoundError
+from app.fhir.errors import (
+    BadRequestError,
+    FhirError,
+    Issue,
+    NotFoundError,
+    operation_outcome,
+)
+from app.fhir.models import require_resource_type, validate
 from app.fhir.service import ResourceService
+from app.search.dates import parse_range
+from app.search.query import SearchRequest, parse_search
 
 _MAX_PAGE = 1000
 
@@ -268,6 +277,115 @@ def _onset_months(service: ResourceService, patient_id: str) -> tuple[str | None
             days = (date.today() - date.fromisoformat(onset[:10])).days
             return f"Condition/{condition['id']}", Fraction(days * 12, 365)
     return None, None
+
+
+# -- standard operations ($validate, $lastn, $everything) ---------------------------------------
+def validate_resource(
+    service: ResourceService, resource_type: str, resource_id: str | None, body: Any | None
+) -> dict[str, Any]:
+    """$validate: an OperationOutcome listing the problems (answered with 200 either way)."""
+    require_resource_type(resource_type)
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        found = [
+            p.get("resource") for p in body.get("parameter", []) if p.get("name") == "resource"
+        ]
+        if len(found) != 1 or not isinstance(found[0], dict):
+            raise BadRequestError(
+                "The Parameters body needs exactly one 'resource' parameter", ("Parameters",)
+            )
+        body = found[0]
+    if body is None:
+        if resource_id is None:
+            raise BadRequestError("$validate on a type needs the resource in the body")
+        record = service.read(resource_type, resource_id)
+        body = jsonio.loads(record.content or b"{}")
+    try:
+        validate(body, resource_type)
+    except FhirError as exc:
+        return exc.outcome()
+    if resource_id is not None and body.get("id") not in (None, resource_id):
+        return operation_outcome(
+            [
+                Issue(
+                    "invalid",
+                    f"The resource id '{body.get('id')}' is not '{resource_id}'",
+                    "error",
+                    (f"{resource_type}.id",),
+                )
+            ]
+        )
+    return operation_outcome([Issue("informational", "No issues found", "information")])
+
+
+def lastn(service: ResourceService, pairs: list[tuple[str, str]]) -> tuple[Any, list[Any]]:
+    """Observation/$lastn: the `max` most recent observations per code among the matches."""
+    wanted = [v for k, v in pairs if k == "max"]
+    maximum = 1
+    if wanted:
+        if len(wanted) > 1 or not wanted[0].isdigit() or int(wanted[0]) < 1:
+            raise BadRequestError("max must be one whole number of 1 or more", ("max",))
+        maximum = int(wanted[0])
+    criteria = [(k, v) for k, v in pairs if k not in ("max", "_sort", "_count", "_offset")]
+    if not any(k.split(":")[0] in ("patient", "subject") for k, _ in criteria):
+        raise BadRequestError("$lastn needs a patient or subject parameter", ("patient",))
+    records = []
+    offset = 0
+    while True:
+        request, page, _ = service.search(
+            ("Observation",),
+            [*criteria, ("_sort", "-date"), ("_count", str(_MAX_PAGE)), ("_offset", str(offset))],
+            _MAX_PAGE,
+            _MAX_PAGE,
+        )
+        records.extend(page.matches)
+        if not page.has_more or len(records) >= _LASTN_SCAN:
+            break
+        offset += _MAX_PAGE
+    kept: dict[str, int] = {}
+    out = []
+    for record in records:
+        observation = jsonio.loads(record.content or b"{}")
+        code = observation.get("code", {})
+        codings = code.get("coding") or [{"text": code.get("text", "")}]
+        first = codings[0]
+        group = f"{first.get('system', '')}|{first.get('code', first.get('text', ''))}"
+        if kept.get(group, 0) < maximum:
+            kept[group] = kept.get(group, 0) + 1
+            out.append(record)
+    return request, out
+
+
+_LASTN_SCAN = 10_000  # observations read at most, newest first
+
+
+def everything(
+    service: ResourceService,
+    patient_id: str,
+    pairs: list[tuple[str, str]],
+    default_count: int,
+    max_count: int,
+) -> tuple[SearchRequest, Any]:
+    """Patient/$everything: the patient and what refers to it, paged (`_count`, `_offset`),
+    filtered by `_type` and `_since` (changed after)."""
+    values = _single(pairs, {"_count", "_offset", "_type", "_since"})
+    service.read("Patient", patient_id)
+    request = parse_search(
+        ("Patient",),
+        [(k, v) for k, v in values.items() if k in ("_count", "_offset")],
+        default_count,
+        max_count,
+    )
+    types: tuple[str, ...] = ()
+    if "_type" in values:
+        types = tuple(t.strip() for t in values["_type"].split(",") if t.strip())
+        for name in types:
+            try:
+                require_resource_type(name)
+            except FhirError as exc:
+                raise BadRequestError(exc.diagnostics, ("_type",)) from None
+    since = parse_range(values["_since"], "_since")[0] if "_since" in values else None
+    page = service.store.everything(patient_id, types, since, request.count, request.offset)
+    return request, page
 
 
 # -- rendering ----------------------------------------------------------------------------------

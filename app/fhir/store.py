@@ -115,6 +115,16 @@ class Store(Protocol):
 
     def search(self, request: SearchRequest) -> SearchPage: ...
 
+    def everything(
+        self,
+        patient_id: str,
+        types: tuple[str, ...],
+        since: datetime | None,
+        count: int,
+        offset: int,
+    ) -> SearchPage:
+        """The patient and the current resources that refer to it (Patient/$everything)."""
+
 
 def run_write(store: Store, work: Callable[[WriteTx], T], attempts: int = 5) -> T:
     """Run `work` in one write transaction, again from the start if a concurrent writer won."""

@@ -413,6 +413,52 @@ class SqlStore:
         entries = [(row[0], _record(row[1], row[2], tuple(row[3:]))) for row in rows]
         return HistoryPage(entries, rows[-1].version_key if more and rows else None, total)
 
+    # -- Patient/$everything ---------------------------------------------------------------------
+    def everything(
+        self,
+        patient_id: str,
+        types: tuple[str, ...],
+        since: datetime | None,
+        count: int,
+        offset: int,
+    ) -> SearchPage:
+        """The patient and every current resource with a reference to it, in key order."""
+        x = INDEX_TABLES["reference"]
+        pointing = select(x.c.res_key).where(
+            x.c.target_type == "Patient", x.c.target_id == patient_id
+        )
+        conds: list[ColumnElement[bool]] = [
+            r.c.deleted == false(),
+            or_(
+                and_(r.c.resource_type == "Patient", r.c.resource_id == patient_id),
+                r.c.res_key.in_(pointing),
+            ),
+        ]
+        if types:
+            conds.append(r.c.resource_type.in_(types))
+        if since is not None:
+            conds.append(r.c.last_updated > _db_value(since))
+        statement = (
+            select(*_PAGE_COLUMNS)
+            .select_from(_CURRENT_JOIN)
+            .where(*conds)
+            .order_by(r.c.res_key)
+            .limit(count + 1)
+            .offset(offset)
+        )
+        with self.reading() as conn:
+            rows = list(conn.execute(statement).all())
+            total = None
+            if len(rows) <= count:
+                total = offset + len(rows)
+            else:
+                capped = select(r.c.res_key).select_from(r).where(*conds).limit(_COUNT_CAP)
+                counted = conn.execute(
+                    select(func.count()).select_from(capped.subquery())
+                ).scalar_one()
+                total = counted if counted < _COUNT_CAP else None
+        return SearchPage([_page_record(row) for row in rows[:count]], [], total, len(rows) > count)
+
     # -- bulk export jobs (app.fhir.export.ExportStore) --------------------------------------
     def save_job(self, job: ExportJob) -> None:
         values = {
