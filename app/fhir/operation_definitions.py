@@ -109,7 +109,19 @@ DEFINITIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# The spec's own operations this server runs: (name, definition, resource types or None = all)
+STANDARD = (
+    ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate", None),
+    ("lastn", "http://hl7.org/fhir/OperationDefinition/Observation-lastn", ("Observation",)),
+    ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
+)
+
+
 def _contribute(rest: dict[str, Any]) -> None:
+    for name, url, types in STANDARD:
+        for resource in rest["resource"]:
+            if types is None or resource["type"] in types:
+                resource.setdefault("operation", []).append({"name": name, "definition": url})
     for name, definition in DEFINITIONS.items():
         entry = {"name": name, "definition": definition["url"]}
         if definition["system"]:

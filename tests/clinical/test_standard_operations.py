@@ -78,3 +78,11 @@ def test_everything_pages_through_the_case(case: tuple[httpx.Client, str]) -> No
     assert only["total"] == 2
     assert_outcome(client.get(f"/fhir/Patient/{patient_id}/$everything?_type=Nope"), 400)
     assert_outcome(client.get("/fhir/Patient/nobody/$everything"), 404)
+
+
+def test_the_capability_statement_names_them(client: httpx.Client) -> None:
+    rest = client.get("/fhir/metadata").json()["rest"][0]
+    operations = {r["type"]: {o["name"] for o in r.get("operation", [])} for r in rest["resource"]}
+    assert {"validate", "lastn"} <= operations["Observation"]
+    assert {"validate", "everything", "pain-response", "liver-safety"} <= operations["Patient"]
+    assert "validate" in operations["Condition"]
