@@ -3,6 +3,8 @@ Parameters body)."""
 
 from __future__ import annotations
 
+import base64
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -155,3 +157,40 @@ async def validate_type(request: Request, resource_type: str) -> Response:
 )
 async def validate_instance(request: Request, resource_type: str, resource_id: str) -> Response:
     return await _validate(request, resource_type, resource_id)
+
+
+_COURSE_MEDIA = {"svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
+
+
+@router.get(
+    "/Patient/{patient_id}/$clinical-course",
+    summary="clinical-course: the chart (Accept: image/svg+xml or text/html, or a Binary)",
+    responses={200: {"content": {"image/svg+xml": {}, "text/html": {}}}},
+)
+async def clinical_course(request: Request, patient_id: str) -> Response:
+    rt = runtime(request)
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format",)]
+    wanted = request.query_params.get("_format", "")
+    accept = request.headers.get("accept", "")
+    kind = (
+        "svg"
+        if wanted == "svg" or (not wanted and "image/svg+xml" in accept)
+        else ("html" if wanted == "html" or (not wanted and "text/html" in accept) else "binary")
+    )
+    if kind == "binary":  # a FHIR client gets a Binary in the negotiated FHIR format
+        pairs = [(k, v) for k, v in pairs if k != "_pretty"]
+    body = await rt.call(
+        operations.clinical_course,
+        rt.service,
+        patient_id,
+        pairs,
+        "html" if kind == "html" else "svg",
+    )
+    if kind != "binary":
+        return Response(body, 200, media_type=_COURSE_MEDIA[kind])
+    binary = {
+        "resourceType": "Binary",
+        "contentType": "image/svg+xml",
+        "data": base64.b64encode(body).decode(),
+    }
+    return fhir_response(request, jsonio.dumps(binary))

@@ -4,12 +4,13 @@ No HTTP here; app/api/operation_routes.py exposes these."""
 
 from __future__ import annotations
 
+import html
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
-from app.clinical import fibromyalgia, liver, pain
+from app.clinical import chart, fibromyalgia, liver, pain
 from app.fhir import jsonio
 from app.fhir.errors import (
     BadRequestError,
@@ -277,6 +278,65 @@ def _onset_months(service: ResourceService, patient_id: str) -> tuple[str | None
             days = (date.today() - date.fromisoformat(onset[:10])).days
             return f"Condition/{condition['id']}", Fraction(days * 12, 365)
     return None, None
+
+
+def clinical_course(
+    service: ResourceService, patient_id: str, pairs: list[tuple[str, str]], kind: str
+) -> bytes:
+    """Patient/$clinical-course: the chart as SVG, or an HTML page with it and the pain table."""
+    values = _single(pairs, {"threshold"})
+    threshold = _number(values, "threshold")
+    service.read("Patient", patient_id)
+    observations = _resources(service, "Observation", patient_id)
+    administrations = _resources(service, "MedicationAdministration", patient_id)
+    medications = _medications(service, administrations)
+    try:
+        result = pain.analyse(
+            observations,
+            administrations,
+            threshold=threshold if threshold is not None else Fraction(30),
+            medications=medications,
+        )
+    except pain.ClinicalInputError as exc:
+        raise BadRequestError(str(exc), ("threshold",)) from None
+    doses = pain.administrations(administrations, medications)
+    safety = liver.liver_safety(observations, doses)
+    svg = chart.clinical_course_svg(result, safety, f"Clinical course of Patient/{patient_id}")
+    if kind == "svg":
+        return svg
+    return _course_page(patient_id, svg, result).encode()
+
+
+def _course_page(patient_id: str, svg: bytes, result: pain.PainResponse) -> str:
+    text = svg.decode()
+    inline = text[text.index("<svg") :]  # without the XML prolog and doctype
+    rows = []
+    for point in result.points:
+        low, high = decimal(point.pain.low), decimal(point.pain.high)
+        value = f"{low}" if low == high else f"{low}-{high}"
+        improvement = "-"
+        if point.improvement is not None:
+            a, b = (decimal(x) for x in point.improvement)
+            improvement = f"{a}%" if a == b else f"{a}-{b}%"
+        rows.append(
+            "<tr>"
+            f"<td>{point.pain.event.day.isoformat()}</td>"
+            f"<td>{value}{' (derived)' if point.pain.derived else ''}</td>"
+            f"<td>{decimal(point.cumulative_known_mg)}"
+            f"{' +' + str(point.unknown_before) + ' unknown' if point.unknown_before else ''}</td>"
+            f"<td>{improvement}</td><td>{point.relapse}</td>"
+            "</tr>"
+        )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Clinical course: Patient/{html.escape(patient_id)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}</style></head><body>"
+        f"<h1>Clinical course of Patient/{html.escape(patient_id)}</h1>{inline}"
+        "<h2>Pain response</h2><table><thead><tr><th>date</th><th>PI-NRS</th>"
+        "<th>cumulative known ketamine, mg</th><th>improvement from baseline</th>"
+        "<th>relapse</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></body></html>"
+    )
 
 
 # -- standard operations ($validate, $lastn, $everything) ---------------------------------------
