@@ -112,6 +112,15 @@ async def everything(request: Request, patient_id: str) -> Response:
     return fhir_response(request, searchset_bundle(base, search, page, link, kept, None))
 
 
+@router.get("/Observation/$stats", summary="stats: statistics of a subject's observations")
+@router.post("/Observation/$stats", include_in_schema=False)
+async def observation_stats(request: Request) -> Response:
+    rt = runtime(request)
+    pairs = await _pairs(request)
+    result = await rt.call(operations.stats, rt.service, pairs)
+    return fhir_response(request, jsonio.dumps(result))
+
+
 @router.get("/Observation/$lastn", summary="lastn: the most recent observations per code")
 async def lastn(request: Request) -> Response:
     rt = runtime(request)

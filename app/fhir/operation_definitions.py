@@ -106,6 +106,19 @@ DEFINITIONS: dict[str, dict[str, Any]] = {
             _param("missing", _OUT, "string", 0, "*", "Inputs that were not given"),
         ],
     ),
+    "clinical-course": _definition(
+        "clinical-course",
+        "Clinical course chart",
+        "Pain over time with infusion doses, courses and liver tests, like the case report's "
+        "Figure 1: image/svg+xml, text/html (chart and pain table), or a Binary.",
+        ["Patient"],
+        False,
+        True,
+        [
+            _param("threshold", _IN, "decimal", 0, "1", "Relapse threshold for the table"),
+            _param("return", _OUT, "Binary", 1, "1", "The chart (SVG) when a FHIR format is asked"),
+        ],
+    ),
 }
 
 
@@ -113,6 +126,7 @@ DEFINITIONS: dict[str, dict[str, Any]] = {
 STANDARD = (
     ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate", None),
     ("lastn", "http://hl7.org/fhir/OperationDefinition/Observation-lastn", ("Observation",)),
+    ("stats", "http://hl7.org/fhir/OperationDefinition/Observation-stats", ("Observation",)),
     ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
 )
 

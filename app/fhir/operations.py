@@ -417,6 +417,124 @@ def lastn(service: ResourceService, pairs: list[tuple[str, str]]) -> tuple[Any, 
 
 _LASTN_SCAN = 10_000  # observations read at most, newest first
 
+STATISTICS_SYSTEM = "http://hl7.org/fhir/observation-statistics"
+_STATISTICS = {"average", "maximum", "minimum", "count", "median", "sum", "std-dev", "variance"}
+
+
+def stats(service: ResourceService, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Observation/$stats: per code, the asked statistics of the numeric values
+    (valueQuantity) of the subject's observations in `period`, as Observations in Parameters."""
+    allowed = {"subject", "patient", "code", "system", "coding", "period", "statistic", "include"}
+    for name, _ in pairs:
+        if name not in allowed:
+            raise BadRequestError(
+                f"Unknown parameter '{name}' for $stats", (name,), code="not-supported"
+            )
+    subjects = [v for k, v in pairs if k in ("subject", "patient")]
+    if len(subjects) != 1:
+        raise BadRequestError("$stats needs one subject (or patient)", ("subject",))
+    wanted = [s.strip() for k, v in pairs if k == "statistic" for s in v.split(",") if s.strip()]
+    wanted = ["sum" if w == "total" else w for w in wanted]
+    unknown = sorted(set(wanted) - _STATISTICS)
+    if not wanted or unknown:
+        raise BadRequestError(
+            f"statistic must name some of {', '.join(sorted(_STATISTICS))} (or total)",
+            ("statistic",),
+        )
+    system = next((v for k, v in pairs if k == "system"), None)
+    codes = [c for k, v in pairs if k == "code" for c in v.split(",") if c]
+    codes = [f"{system}|{c}" if system and "|" not in c else c for c in codes]
+    codes += [v for k, v in pairs if k == "coding"]
+    if not codes:
+        raise BadRequestError("$stats needs a code or coding", ("code",))
+    criteria = [("subject", subjects[0]), ("code", ",".join(codes))]
+    periods = [v for k, v in pairs if k == "period"]
+    if periods:
+        start, _, end = periods[0].partition("/")
+        if start:
+            criteria.append(("date", f"ge{start}"))
+        if end:
+            criteria.append(("date", f"le{end}"))
+    include = any(k == "include" and v == "true" for k, v in pairs)
+    records = []
+    offset = 0
+    while True:
+        _, page, _ = service.search(
+            ("Observation",),
+            [*criteria, ("_count", str(_MAX_PAGE)), ("_offset", str(offset))],
+            _MAX_PAGE,
+            _MAX_PAGE,
+        )
+        records.extend(page.matches)
+        if not page.has_more:
+            break
+        offset += _MAX_PAGE
+    groups: dict[tuple[str, str], list[tuple[Fraction, str, dict[str, Any]]]] = {}
+    for record in records:
+        observation = jsonio.loads(record.content or b"{}")
+        quantity = observation.get("valueQuantity")
+        if not isinstance(quantity, dict) or "value" not in quantity:
+            continue
+        coding = (observation.get("code", {}).get("coding") or [{}])[0]
+        key = (str(coding.get("system", "")), str(coding.get("code", "")))
+        unit = str(quantity.get("code", quantity.get("unit", "")))
+        groups.setdefault(key, []).append((Fraction(str(quantity["value"])), unit, observation))
+    out: list[dict[str, Any]] = []
+    for (code_system, code), values in sorted(groups.items()):
+        numbers = sorted(v for v, _, _ in values)
+        unit = values[0][1]
+        components = [
+            {
+                "code": {"coding": [{"system": STATISTICS_SYSTEM, "code": name}]},
+                "valueQuantity": {"value": decimal(result), **({"unit": unit} if unit else {})},
+            }
+            for name in wanted
+            if (result := _statistic(name, numbers)) is not None
+        ]
+        out.append(
+            _part(
+                "statistics",
+                resource={
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"coding": [{"system": code_system, "code": code}]},
+                    "subject": {
+                        "reference": subjects[0] if "/" in subjects[0] else f"Patient/{subjects[0]}"
+                    },
+                    "component": components,
+                },
+            )
+        )
+        if include:
+            out += [_part("source", resource=observation) for _, _, observation in values]
+    return {"resourceType": "Parameters", "parameter": out}
+
+
+def _statistic(name: str, numbers: list[Fraction]) -> Fraction | None:
+    n = len(numbers)
+    if name == "count":
+        return Fraction(n)
+    if not numbers:
+        return None
+    if name == "sum":
+        return sum(numbers, Fraction(0))
+    if name == "average":
+        return sum(numbers, Fraction(0)) / n
+    if name == "maximum":
+        return numbers[-1]
+    if name == "minimum":
+        return numbers[0]
+    if name == "median":
+        middle = n // 2
+        return numbers[middle] if n % 2 else (numbers[middle - 1] + numbers[middle]) / 2
+    if n < 2:
+        return None  # sample variance needs two values
+    mean = sum(numbers, Fraction(0)) / n
+    variance = sum(((x - mean) ** 2 for x in numbers), Fraction(0)) / (n - 1)
+    if name == "variance":
+        return variance
+    return Fraction(Decimal(float(variance) ** 0.5))  # std-dev: irrational in general
+
 
 def everything(
     service: ResourceService,

@@ -1,4 +1,6 @@
-"""$validate, Observation/$lastn and Patient/$everything, on the case, on both databases."""
+"""$validate, Observation/$lastn, $stats and Patient/$everything, on the case, on both
+databases. Tests that empty the database (the `client` fixture) come before those on the case
+(the module's `case` fixture loads it once)."""
 
 from __future__ import annotations
 
@@ -80,9 +82,42 @@ def test_everything_pages_through_the_case(case: tuple[httpx.Client, str]) -> No
     assert_outcome(client.get("/fhir/Patient/nobody/$everything"), 404)
 
 
-def test_the_capability_statement_names_them(client: httpx.Client) -> None:
-    rest = client.get("/fhir/metadata").json()["rest"][0]
+def test_the_capability_statement_names_them(case: tuple[httpx.Client, str]) -> None:  # noqa: F811
+    rest = case[0].get("/fhir/metadata").json()["rest"][0]
     operations = {r["type"]: {o["name"] for o in r.get("operation", [])} for r in rest["resource"]}
     assert {"validate", "lastn"} <= operations["Observation"]
     assert {"validate", "everything", "pain-response", "liver-safety"} <= operations["Patient"]
     assert "validate" in operations["Condition"]
+
+
+def test_stats_of_the_case_pain_scores(case: tuple[httpx.Client, str]) -> None:  # noqa: F811
+    client, patient_id = case
+    response = client.get(
+        f"/fhir/Observation/$stats?subject=Patient/{patient_id}&code=72514-3"
+        "&system=http://loinc.org&statistic=average,maximum,minimum,count,median,total"
+    )
+    assert response.status_code == 200, response.text
+    (statistics,) = response.json()["parameter"]
+    components = {
+        c["code"]["coding"][0]["code"]: c["valueQuantity"]["value"]
+        for c in statistics["resource"]["component"]
+    }
+    # the four pain scores given as numbers (10, 6, 4, 2); the two ranges are not numbers
+    assert components == {
+        "average": 5.5,
+        "maximum": 10,
+        "minimum": 2,
+        "count": 4,
+        "median": 5,
+        "sum": 22,
+    }
+    period = client.get(
+        f"/fhir/Observation/$stats?patient={patient_id}&code=http://loinc.org|72514-3"
+        "&period=2016-08-01/2016-12-31&statistic=count&include=true"
+    ).json()
+    names = [p["name"] for p in period["parameter"]]
+    assert names == ["statistics", "source", "source"]
+    assert_outcome(client.get(f"/fhir/Observation/$stats?subject={patient_id}&code=x"), 400)
+    assert_outcome(
+        client.get("/fhir/Observation/$stats?code=x&statistic=count"), 400, None, "subject"
+    )
