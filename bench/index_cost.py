@@ -30,6 +30,7 @@ from sqlalchemy import Engine, event  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.fhir import service as service_module  # noqa: E402
+from app.fhir import transactions as transactions_module  # noqa: E402
 from app.fhir.service import ResourceService  # noqa: E402
 from app.fhir.transactions import BundleProcessor  # noqa: E402
 from app.search.index_values import IndexRows  # noqa: E402
@@ -44,9 +45,13 @@ PRELOAD = 20_000
 
 
 def _switch(indexed: bool) -> Any:
+    """Indexing off: no rows computed or written, by create and by transaction entries."""
     if indexed:
         return nullcontext()
-    return mock.patch.object(service_module, "index_rows", return_value=IndexRows())
+    stack = ExitStack()
+    for module in (service_module, transactions_module):
+        stack.enter_context(mock.patch.object(module, "index_rows", return_value=IndexRows()))
+    return stack
 
 
 def _wal_frames(engine: Engine, service: ResourceService, resources: list[dict[str, Any]]) -> float:

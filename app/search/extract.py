@@ -214,6 +214,31 @@ def fhirpath_extractor(expression: str) -> Extractor:
 
 
 @cache
+def root_keys(expression: str) -> frozenset[str] | None:
+    """The resource's top-level JSON keys that can hold a value of `expression`: a resource
+    with none of them gives nothing, so indexing skips the expression (most of a type's
+    parameters, for any one resource). None when that cannot be told from the shape."""
+    keys: set[str] = set()
+    for branch in split_union(expression):
+        match = _CAST.match(branch) or _AS_FUNCTION.match(branch)
+        if match:
+            path, kind = match.group(1), match.group(2)
+        else:
+            where = _WHERE_EQUALS.match(branch) or _RESOLVE_IS.match(branch)
+            path, kind = (where.group(1), None) if where else (branch, None)
+            if not _PLAIN.match(path):
+                return None
+        names = path.split(".")
+        if len(names) < 2:
+            return None  # the resource itself (a composite's root)
+        if kind is not None and len(names) == 2:
+            keys.add(names[1] + kind[0].upper() + kind[1:])
+        else:
+            keys.update(_step(names[0], names[1])[1])
+    return frozenset(keys)
+
+
+@cache
 def compile_expression(expression: str) -> Extractor:
     """An extractor for a (type-specific) search expression: fast where every branch is a
     plain shape, fhirpathpy otherwise."""

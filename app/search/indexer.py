@@ -10,7 +10,7 @@ from typing import Any
 
 from app.search import index_values as iv
 from app.search.aliases import RESOURCE_COLUMNS, indexed_params
-from app.search.extract import Extractor, compile_expression
+from app.search.extract import Extractor, compile_expression, root_keys
 from app.search.registry import (
     REGISTRY_PATH,
     SearchParamDef,
@@ -66,9 +66,10 @@ Component = tuple[str, Callable[[dict[str, Any]], list[Any]]]
 class _Plan:
     """What to evaluate for one resource type: (code, type, extractor) per parameter."""
 
-    def __init__(self, resource_type: str, with_aliases: bool) -> None:
+    def __init__(self, resource_type: str, with_aliases: bool, skip: bool = True) -> None:
         wanted = params_for(resource_type) if with_aliases else indexed_params(resource_type)
-        self.simple: list[tuple[str, str, Extractor]] = []
+        # (code, type, extractor, top-level keys it reads: None = always evaluate)
+        self.simple: list[tuple[str, str, Extractor, frozenset[str] | None]] = []
         self.composites: list[
             tuple[str, Extractor, list[tuple[str, Callable[..., list[Any]]]]]
         ] = []
@@ -84,7 +85,8 @@ class _Plan:
                 if parts:
                     self.composites.append((code, extractor, parts))
             else:
-                self.simple.append((code, definition.type, extractor))
+                keys = root_keys(expression) if skip else None
+                self.simple.append((code, definition.type, extractor, keys))
 
     @staticmethod
     def _components(definition: SearchParamDef) -> list[Component]:
@@ -98,16 +100,21 @@ class _Plan:
 
 
 @cache
-def _plan(resource_type: str, with_aliases: bool) -> _Plan:
-    return _Plan(resource_type, with_aliases)
+def _plan(resource_type: str, with_aliases: bool, skip: bool = True) -> _Plan:
+    return _Plan(resource_type, with_aliases, skip)
 
 
-def index_rows(resource: dict[str, Any], *, with_aliases: bool = False) -> iv.IndexRows:
+def index_rows(
+    resource: dict[str, Any], *, with_aliases: bool = False, skip: bool = True
+) -> iv.IndexRows:
     """The rows to store; with_aliases adds the rows of parameters stored as others' rows
-    (app/search/aliases.py), which the tests derive both ways."""
+    (app/search/aliases.py), which the tests derive both ways. skip=False evaluates every
+    expression, also those whose top-level keys the resource lacks (a test compares both)."""
     rows = iv.IndexRows()
-    plan = _plan(resource["resourceType"], with_aliases)
-    for code, kind, extractor in plan.simple:
+    plan = _plan(resource["resourceType"], with_aliases, skip)
+    for code, kind, extractor, keys in plan.simple:
+        if keys is not None and keys.isdisjoint(resource):
+            continue
         values = extractor(resource)
         if not values:
             continue

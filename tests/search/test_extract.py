@@ -287,3 +287,34 @@ def test_index_rows_of_a_pain_observation() -> None:
         "code-value-quantity",
         "combo-code-value-quantity",
     }
+
+
+@pytest.mark.slow
+def test_skipping_expressions_by_top_level_keys_changes_no_row() -> None:
+    """index_rows skips an expression when the resource has none of the top-level keys it
+    reads (extract.root_keys); over every fixture resource that gives the same rows."""
+    _needs_fixtures()
+    for resource in fixture_resources():
+        fast = index_rows(resource, with_aliases=True)
+        full = index_rows(resource, with_aliases=True, skip=False)
+        assert fast == full, f"{resource['resourceType']}/{resource.get('id')}"
+
+
+def test_root_keys_of_expression_shapes() -> None:
+    from app.search.extract import root_keys
+
+    assert root_keys("Observation.code") == {"code"}
+    assert root_keys("(Observation.value as Quantity) | (Observation.value as SampledData)") == {
+        "valueQuantity",
+        "valueSampledData",
+    }
+    assert root_keys("Observation.effective") == {
+        "effectiveDateTime",
+        "effectivePeriod",
+        "effectiveTiming",
+        "effectiveInstant",
+    }
+    assert root_keys("Observation.subject.where(resolve() is Patient)") == {"subject"}
+    assert root_keys("Observation.component.code") == {"component"}
+    assert root_keys("Observation") is None
+    assert root_keys("Bundle.entry[0].resource") is None
