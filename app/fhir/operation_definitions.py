@@ -65,7 +65,7 @@ DEFINITIONS: dict[str, dict[str, Any]] = {
             _param("baselineStatus", _OUT, "code", 0, "1", "no-baseline | baseline-zero"),
             _param("point", _OUT, None, 0, "*", "One per pain observation, in clinical order"),
             _param("nadir", _OUT, None, 0, "1", "The lowest pain after the first dose"),
-            _param("course", _OUT, None, 0, "*", "One per course of administrations"),
+            _param("course", _OUT, None, 0, "*", "Per course: doses, escalationSteps, ..."),
             _param("protocolTotalMg", _OUT, "decimal", 0, "1", "Known mg of the first course"),
             _param("knownTotalMg", _OUT, "decimal", 1, "1", "Known mg of every course"),
             _param("totalIsLowerBound", _OUT, "boolean", 1, "1", "Some doses are unknown"),
@@ -122,6 +122,89 @@ DEFINITIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def _standard(
+    name: str,
+    url: str,
+    title: str,
+    resources: list[str],
+    type_level: bool,
+    instance: bool,
+    parameters: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The spec's operation as this server runs it: the spec's canonical url, our parameters."""
+    definition = _definition(
+        name,
+        title,
+        f"{title} (as in the FHIR R4B specification).",
+        resources,
+        False,
+        instance,
+        parameters,
+    )
+    definition.update(url=url, type=type_level, base=url)
+    return definition
+
+
+DEFINITIONS.update(
+    {
+        "validate": _standard(
+            "validate",
+            "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            "Validate a resource",
+            ["Resource"],
+            True,
+            True,
+            [
+                _param("resource", _IN, "Resource", 0, "1", "The resource (or the body)"),
+                _param("return", _OUT, "OperationOutcome", 1, "1", "The issues found"),
+            ],
+        ),
+        "lastn": _standard(
+            "lastn",
+            "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+            "Last N observations per code",
+            ["Observation"],
+            True,
+            False,
+            [
+                _param("max", _IN, "positiveInt", 0, "1", "Observations per code; 1"),
+                _param("return", _OUT, "Bundle", 1, "1", "A searchset"),
+            ],
+        ),
+        "stats": _standard(
+            "stats",
+            "http://hl7.org/fhir/OperationDefinition/Observation-stats",
+            "Observation statistics",
+            ["Observation"],
+            True,
+            False,
+            [
+                _param("subject", _IN, "uri", 1, "1", "The subject (or patient)"),
+                _param("code", _IN, "string", 0, "*", "Codes (with system)"),
+                _param("period", _IN, "Period", 0, "1", "start/end"),
+                _param("statistic", _IN, "code", 1, "*", "average, maximum, minimum, ..."),
+                _param("statistics", _OUT, "Observation", 0, "*", "One per code"),
+            ],
+        ),
+        "everything": _standard(
+            "everything",
+            "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            "Everything about a patient",
+            ["Patient"],
+            False,
+            True,
+            [
+                _param("_since", _IN, "instant", 0, "1", "Changed after"),
+                _param("_type", _IN, "code", 0, "*", "Resource types"),
+                _param("_count", _IN, "integer", 0, "1", "Page size"),
+                _param("return", _OUT, "Bundle", 1, "1", "A searchset, paged"),
+            ],
+        ),
+    }
+)
+_STANDARD_NAMES = ("validate", "lastn", "stats", "everything")
+
+
 # The spec's own operations this server runs: (name, definition, resource types or None = all)
 STANDARD = (
     ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate", None),
@@ -137,6 +220,8 @@ def _contribute(rest: dict[str, Any]) -> None:
             if types is None or resource["type"] in types:
                 resource.setdefault("operation", []).append({"name": name, "definition": url})
     for name, definition in DEFINITIONS.items():
+        if name in _STANDARD_NAMES:
+            continue  # listed above, on every type they apply to
         entry = {"name": name, "definition": definition["url"]}
         if definition["system"]:
             rest.setdefault("operation", []).append(entry)

@@ -639,11 +639,11 @@ def _pain_parameters(result: pain.PainResponse) -> dict[str, Any]:
                 dose.append(_part("doseMg", valueDecimal=decimal(administration.dose_mg)))
             else:
                 dose.append(_part("doseUnknown", valueBoolean=True))
-            parts.append(_part("dose", part=dose))
+            parts.append(_part("doses", part=dose))
         parts += [
             _part("knownDoseMg", valueDecimal=decimal(course.known_mg)),
             _part("unknownDoseAdministrations", valueInteger=course.unknown_doses),
-            *(_part("escalationStep", valueInteger=s) for s in course.escalation_steps),
+            *(_part("escalationSteps", valueInteger=s) for s in course.escalation_steps),
             _part("relapseTriggered", valueBoolean=course.relapse_triggered),
         ]
         out.append(_part("course", part=parts))

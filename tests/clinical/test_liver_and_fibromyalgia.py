@@ -141,7 +141,9 @@ def test_fibromyalgia_version_check() -> None:
         fibromyalgia.evaluate(wpi=1, ss=1, symptom_months=1, other_disorder=False, version="x")
 
 
-@pytest.mark.parametrize("name", ["pain-response", "liver-safety", "fibromyalgia-criteria"])
+@pytest.mark.parametrize(
+    "name", ["pain-response", "liver-safety", "fibromyalgia-criteria", "clinical-course"]
+)
 def test_operation_definitions_are_served_and_declared(client: httpx.Client, name: str) -> None:
     from app.fhir.models import validate
 

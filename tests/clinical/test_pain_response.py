@@ -115,14 +115,14 @@ def test_the_case_reproduces_the_paper(case: tuple[httpx.Client, str]) -> None:
     ]
     protocol = courses[0]
     assert protocol["knownDoseMg"] == 9581
-    assert protocol["escalationStep"] == [2, 4]
-    doses = [_fields(d)["doseMg"] for d in protocol["dose"]]
+    assert protocol["escalationSteps"] == [2, 4]
+    doses = [_fields(d)["doseMg"] for d in protocol["doses"]]
     assert doses == [428, 856, 856] + [1063] * 7
     assert protocol["relapseTriggered"] is False
     for booster in courses[1:]:
         assert booster["unknownDoseAdministrations"] == 2
         assert booster["knownDoseMg"] == 0
-        assert all(_fields(d)["doseUnknown"] is True for d in booster["dose"])
+        assert all(_fields(d)["doseUnknown"] is True for d in booster["doses"])
         assert booster["relapseTriggered"] is True
         assert booster["procedure"]["reference"].startswith("Procedure/")
     scalars = {p["name"]: _value(p) for p in result["parameter"] if "part" not in p}

@@ -121,3 +121,12 @@ def test_stats_of_the_case_pain_scores(case: tuple[httpx.Client, str]) -> None: 
     assert_outcome(
         client.get("/fhir/Observation/$stats?code=x&statistic=count"), 400, None, "subject"
     )
+
+
+def test_their_definitions_are_served(client: httpx.Client) -> None:
+    from app.fhir.models import validate
+
+    for name in ("validate", "lastn", "stats", "everything"):
+        definition = client.get(f"/fhir/OperationDefinition/{name}").json()
+        validate(definition, "OperationDefinition")
+        assert definition["url"].startswith("http://hl7.org/fhir/OperationDefinition/")
