@@ -115,10 +115,7 @@ def pain_response(
     if "painCode" in values:
         system, code = _token(values["painCode"], "painCode")
         codes = ((system or pain.LOINC, code),)
-    service.read("Patient", patient_id)  # 404 / 410 when there is no such patient
-    observations = _resources(service, "Observation", patient_id)
-    administrations = _resources(service, "MedicationAdministration", patient_id)
-    medications = _medications(service, administrations)
+    observations, administrations, medications = _patient_data(service, patient_id)
     try:
         result = pain.analyse(
             observations,
@@ -133,6 +130,17 @@ def pain_response(
         name = "threshold" if "threshold" in str(exc) else "baselineLookbackDays"
         raise BadRequestError(str(exc), (name,)) from None
     return _pain_parameters(result)
+
+
+def _patient_data(
+    service: ResourceService, patient_id: str
+) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """The patient's Observations, MedicationAdministrations and the Medications these name;
+    404 / 410 when there is no such patient."""
+    service.read("Patient", patient_id)
+    observations = _resources(service, "Observation", patient_id)
+    administrations = _resources(service, "MedicationAdministration", patient_id)
+    return observations, administrations, _medications(service, administrations)
 
 
 def _medications(service: ResourceService, administrations: list[Any]) -> dict[str, Any]:
@@ -157,12 +165,8 @@ def liver_safety(
 ) -> dict[str, Any]:
     values = _single(pairs, {"medication"})
     medication = _token(values["medication"], "medication") if "medication" in values else None
-    service.read("Patient", patient_id)
-    observations = _resources(service, "Observation", patient_id)
-    administrations = _resources(service, "MedicationAdministration", patient_id)
-    doses = pain.administrations(
-        administrations, _medications(service, administrations), medication
-    )
+    observations, administrations, medications = _patient_data(service, patient_id)
+    doses = pain.administrations(administrations, medications, medication)
     result = liver.liver_safety(observations, doses)
     out: list[dict[str, Any]] = []
     for test in result.tests:
@@ -286,10 +290,7 @@ def clinical_course(
     """Patient/$clinical-course: the chart as SVG, or an HTML page with it and the pain table."""
     values = _single(pairs, {"threshold"})
     threshold = _number(values, "threshold")
-    service.read("Patient", patient_id)
-    observations = _resources(service, "Observation", patient_id)
-    administrations = _resources(service, "MedicationAdministration", patient_id)
-    medications = _medications(service, administrations)
+    observations, administrations, medications = _patient_data(service, patient_id)
     try:
         result = pain.analyse(
             observations,
