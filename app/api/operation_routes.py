@@ -4,6 +4,7 @@ Parameters body)."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -30,16 +31,21 @@ async def _pairs(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in pairs if k not in ("_format", "_pretty")]
 
 
+async def _parameters(request: Request, operation: Any, patient_id: str | None) -> Response:
+    """Run an operation that answers Parameters, with the request's parameters."""
+    rt = runtime(request)
+    pairs = await _pairs(request)
+    result = await rt.call(operation, rt.service, patient_id, pairs)
+    return fhir_response(request, jsonio.dumps(result))
+
+
 @router.get(
     "/Patient/{patient_id}/$pain-response",
     summary="pain-response: baseline, improvement, cumulative dose, relapse, courses",
 )
 @router.post("/Patient/{patient_id}/$pain-response", include_in_schema=False)
 async def pain_response(request: Request, patient_id: str) -> Response:
-    rt = runtime(request)
-    pairs = await _pairs(request)
-    result = await rt.call(operations.pain_response, rt.service, patient_id, pairs)
-    return fhir_response(request, jsonio.dumps(result))
+    return await _parameters(request, operations.pain_response, patient_id)
 
 
 @router.get(
@@ -48,10 +54,7 @@ async def pain_response(request: Request, patient_id: str) -> Response:
 )
 @router.post("/Patient/{patient_id}/$liver-safety", include_in_schema=False)
 async def liver_safety(request: Request, patient_id: str) -> Response:
-    rt = runtime(request)
-    pairs = await _pairs(request)
-    result = await rt.call(operations.liver_safety, rt.service, patient_id, pairs)
-    return fhir_response(request, jsonio.dumps(result))
+    return await _parameters(request, operations.liver_safety, patient_id)
 
 
 @router.get(
@@ -60,10 +63,7 @@ async def liver_safety(request: Request, patient_id: str) -> Response:
 )
 @router.post("/$fibromyalgia-criteria", include_in_schema=False)
 async def fibromyalgia_criteria(request: Request) -> Response:
-    rt = runtime(request)
-    pairs = await _pairs(request)
-    result = await rt.call(operations.fibromyalgia_criteria, rt.service, None, pairs)
-    return fhir_response(request, jsonio.dumps(result))
+    return await _parameters(request, operations.fibromyalgia_criteria, None)
 
 
 @router.get(
@@ -72,10 +72,7 @@ async def fibromyalgia_criteria(request: Request) -> Response:
 )
 @router.post("/Patient/{patient_id}/$fibromyalgia-criteria", include_in_schema=False)
 async def fibromyalgia_criteria_patient(request: Request, patient_id: str) -> Response:
-    rt = runtime(request)
-    pairs = await _pairs(request)
-    result = await rt.call(operations.fibromyalgia_criteria, rt.service, patient_id, pairs)
-    return fhir_response(request, jsonio.dumps(result))
+    return await _parameters(request, operations.fibromyalgia_criteria, patient_id)
 
 
 @router.get(
@@ -116,8 +113,7 @@ async def everything(request: Request, patient_id: str) -> Response:
 @router.post("/Observation/$stats", include_in_schema=False)
 async def observation_stats(request: Request) -> Response:
     rt = runtime(request)
-    pairs = await _pairs(request)
-    result = await rt.call(operations.stats, rt.service, pairs)
+    result = await rt.call(operations.stats, rt.service, await _pairs(request))
     return fhir_response(request, jsonio.dumps(result))
 
 

@@ -20,11 +20,24 @@ from app.fhir.errors import MethodNotAllowedError, UnsupportedMediaTypeError
 from app.fhir.formats import parse_resource
 from app.fhir.history import history_query
 from app.fhir.models import require_resource_type
+from app.fhir.service import WriteResult
 from app.fhir.transactions import BundleProcessor
 
 router = APIRouter(prefix="/fhir")
 
 _RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+json": {}}}
+
+
+def _written(request: Request, result: WriteResult) -> Response:
+    """A create or update's answer: 201 with Location when it created, else 200."""
+    assert result.record is not None
+    return resource_response(
+        request,
+        result.record,
+        201 if result.created else 200,
+        location=True,
+        prefer=negotiation.prefer_return(request),
+    )
 
 
 @router.get("/metadata", summary="capabilities: the server's CapabilityStatement", tags=["system"])
@@ -170,14 +183,7 @@ async def create(request: Request, resource_type: str) -> Response:
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     if_none_exist = request.headers.get("if-none-exist")
     result = await rt.call(rt.service.create, resource_type, data, if_none_exist)
-    assert result.record is not None
-    return resource_response(
-        request,
-        result.record,
-        201 if result.created else 200,
-        location=True,
-        prefer=negotiation.prefer_return(request),
-    )
+    return _written(request, result)
 
 
 @router.get(
@@ -210,14 +216,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
         data,
         if_match,
     )
-    assert result.record is not None
-    return resource_response(
-        request,
-        result.record,
-        201 if result.created else 200,
-        location=True,
-        prefer=negotiation.prefer_return(request),
-    )
+    return _written(request, result)
 
 
 @router.patch(
@@ -308,14 +307,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     if_match = negotiation.if_match(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(rt.service.conditional_update, resource_type, query, data, if_match)
-    assert result.record is not None
-    return resource_response(
-        request,
-        result.record,
-        201 if result.created else 200,
-        location=True,
-        prefer=negotiation.prefer_return(request),
-    )
+    return _written(request, result)
 
 
 @router.patch(

@@ -25,7 +25,7 @@ from app.fhir.ids import check_id, new_id
 from app.fhir.models import require_resource_type, validate
 from app.fhir.service import ResourceService
 from app.fhir.store import WriteTx, run_write
-from app.fhir.transactions import BundleProcessor
+from app.fhir.transactions import BundleProcessor, rewrite_links
 from app.search.index_values import IndexRows
 from app.search.indexer import index_rows
 
@@ -203,8 +203,6 @@ def _references(node: Any) -> Iterator[str]:
 
 def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]], check: Check) -> None:
     """All or nothing: any bad entry fails the whole Bundle, reported at that entry."""
-    from app.fhir.transactions import _rewrite
-
     mapping: dict[str, str] = {}
     targets: list[tuple[str, str]] = []
     for number, entry in enumerate(entries):
@@ -234,7 +232,7 @@ def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]], check: Check
                 raise ValueError(f"the resource is a {kind}, its url names {resource_type}")
             check(resource, resource_type)
             check_id(resource_id)
-            data = _rewrite({**resource, "id": resource_id}, mapping, no_search, resource_type)
+            data = rewrite_links({**resource, "id": resource_id}, mapping, no_search, resource_type)
             ready.append(Ready(resource_type, resource_id, data, index_rows(data)))
         except (FhirError, ValueError) as exc:
             reason = f"{_reason(exc)} (transaction not loaded)"

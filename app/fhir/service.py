@@ -165,15 +165,9 @@ class ResourceService:
     ) -> WriteResult:
         """Create (validated `data`); with If-None-Exist, return the one match instead."""
         if if_none_exist is not None:
-            matches = self._matches(tx, resource_type, if_none_exist, "If-None-Exist")
-            if len(matches) > 1:
-                raise PreconditionFailedError(
-                    f"If-None-Exist '{if_none_exist}' matches {len(matches)} {resource_type} "
-                    "resources; a conditional create needs at most one",
-                    ("If-None-Exist",),
-                )
-            if matches:
-                return WriteResult(_current_record(tx, resource_type, matches[0]))
+            existing = self.existing_match(tx, resource_type, if_none_exist, "If-None-Exist")
+            if existing is not None:
+                return WriteResult(existing)
         last_updated = now()
         record = VersionRecord(
             resource_type,
@@ -253,25 +247,43 @@ class ResourceService:
     ) -> WriteResult:
         """PUT Type?query (http.html#cond-update): no match creates (with the body's id if it
         has one), one match is updated, several are 412."""
+        target = self.conditional_target(tx, resource_type, query, data.get("id"), fresh_id)
+        return self.update_in(tx, resource_type, target, {**data, "id": target}, if_match)
+
+    def existing_match(
+        self, tx: WriteTx, resource_type: str, query: str, header: str
+    ) -> VersionRecord | None:
+        """A conditional create's match (`header` names where the condition came from): the
+        one current resource, None for no match, 412 for several."""
+        matches = self._matches(tx, resource_type, query, header)
+        if len(matches) > 1:
+            raise PreconditionFailedError(
+                f"{header} '{query}' matches {len(matches)} {resource_type} resources; a "
+                "conditional create needs at most one",
+                (header,),
+            )
+        return _current_record(tx, resource_type, matches[0]) if matches else None
+
+    def conditional_target(
+        self, tx: WriteTx, resource_type: str, query: str, body_id: Any, fresh_id: str
+    ) -> str:
+        """The id a conditional update writes: the one match (which a body id must equal),
+        else the body's id, else `fresh_id`; several matches are 412."""
         matches = self._matches(tx, resource_type, query, "The conditional update")
-        body_id = data.get("id")
         if len(matches) > 1:
             raise PreconditionFailedError(
                 f"The conditional update '{resource_type}?{query}' matches {len(matches)} "
                 "resources; it needs at most one"
             )
-        if matches:
-            if body_id is not None and body_id != matches[0]:
-                raise BadRequestError(
-                    f"The resource id '{body_id}' is not the id of the resource the condition "
-                    f"matches ({resource_type}/{matches[0]})",
-                    (f"{resource_type}.id",),
-                )
-            target = matches[0]
-        else:
-            target = check_id(body_id) if body_id is not None else fresh_id
-        data = {**data, "id": target}
-        return self.update_in(tx, resource_type, target, data, if_match)
+        if not matches:
+            return check_id(body_id) if body_id is not None else fresh_id
+        if body_id is not None and body_id != matches[0]:
+            raise BadRequestError(
+                f"The resource id '{body_id}' is not the id of the resource the condition "
+                f"matches ({resource_type}/{matches[0]})",
+                (f"{resource_type}.id",),
+            )
+        return matches[0]
 
     def patch(
         self, resource_type: str, resource_id: str, operations: Any, if_match: int | None = None
@@ -290,7 +302,7 @@ class ResourceService:
         patch = _json_patch(operations)
 
         def work(tx: WriteTx) -> WriteResult:
-            target = self._one_match(tx, resource_type, query, "The conditional patch")
+            target = self.one_match(tx, resource_type, query, "The conditional patch")
             return self.patch_in(tx, resource_type, target, patch, if_match)
 
         return run_write(self.store, work)
@@ -372,7 +384,7 @@ class ResourceService:
             )
         return [self.delete_in(tx, resource_type, match) for match in matches]
 
-    def _one_match(self, tx: WriteTx, resource_type: str, query: str, what: str) -> str:
+    def one_match(self, tx: WriteTx, resource_type: str, query: str, what: str) -> str:
         matches = self._matches(tx, resource_type, query, what)
         if not matches:
             raise NotFoundError(f"{what} '{resource_type}?{query}' matches no resource")

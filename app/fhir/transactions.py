@@ -26,7 +26,6 @@ from app.fhir.errors import (
     Issue,
     NotFoundError,
     PayloadTooLargeError,
-    PreconditionFailedError,
     operation_outcome,
 )
 from app.fhir.ids import check_id, new_id
@@ -167,7 +166,7 @@ class BundleProcessor:
                     continue
                 try:
                     if entry.resource is not None:
-                        entry.resource = _rewrite(
+                        entry.resource = rewrite_links(
                             entry.resource, mapping, self._resolver(tx), entry.resource_type
                         )
                     results[entry.index] = self._write(tx, entry, fresh.get(entry.index))
@@ -204,16 +203,13 @@ class BundleProcessor:
                 elif entry.method == "PUT" and entry.resource_id is not None:
                     target = entry.resource_id
                 elif entry.method == "PUT" and entry.query is not None:
-                    found = self.service._matches(
-                        tx, entry.resource_type, entry.query, "The conditional update", 2
+                    target = self.service.conditional_target(
+                        tx,
+                        entry.resource_type,
+                        entry.query,
+                        (entry.resource or {}).get("id"),
+                        fresh[entry.index],
                     )
-                    if len(found) > 1:
-                        raise PreconditionFailedError(
-                            f"The conditional update '{entry.resource_type}?{entry.query}' "
-                            f"matches {len(found)} resources; it needs at most one"
-                        )
-                    body_id = (entry.resource or {}).get("id")
-                    target = found[0] if found else (body_id or fresh[entry.index])
                     entry.resource_id = target
                     entry.query = None
             except FhirError as exc:
@@ -224,28 +220,10 @@ class BundleProcessor:
 
     def _existing(self, tx: WriteTx, entry: Entry) -> Outcome | None:
         assert entry.if_none_exist is not None
-        found = self.service._matches(
-            tx, entry.resource_type, entry.if_none_exist, "ifNoneExist", 2
+        record = self.service.existing_match(
+            tx, entry.resource_type, entry.if_none_exist, "ifNoneExist"
         )
-        if len(found) > 1:
-            raise PreconditionFailedError(
-                f"ifNoneExist '{entry.if_none_exist}' matches {len(found)} "
-                f"{entry.resource_type} resources; a conditional create needs at most one",
-                ("ifNoneExist",),
-            )
-        if not found:
-            return None
-        state = tx.current(entry.resource_type, found[0])
-        assert state is not None
-        record = VersionRecord(
-            entry.resource_type,
-            found[0],
-            state.version_id,
-            state.last_updated,
-            "GET",
-            tx.current_content(state),
-        )
-        return Outcome("200 OK", record)
+        return Outcome("200 OK", record) if record is not None else None
 
     def _resolver(self, tx: WriteTx) -> Callable[[str, str], str]:
         def resolve(resource_type: str, query: str) -> str:
@@ -292,7 +270,7 @@ class BundleProcessor:
             return _written(result)
         if entry.method == "PATCH":
             patch = _json_patch(_patch_operations(entry))
-            target = entry.resource_id or service._one_match(
+            target = entry.resource_id or service.one_match(
                 tx, entry.resource_type, entry.query or "", "The conditional patch"
             )
             patched = service.patch_in(tx, entry.resource_type, target, patch, entry.if_match)
@@ -350,7 +328,7 @@ class BundleProcessor:
                     )
                     return _written(result)
                 if entry.resource is not None:
-                    entry.resource = _rewrite(
+                    entry.resource = rewrite_links(
                         entry.resource, {}, self._resolver(tx), entry.resource_type
                     )
                 return self._write(tx, entry, fresh)
@@ -511,7 +489,7 @@ def _check_unique_targets(entries: list[Entry]) -> None:
             full_urls[entry.full_url] = entry.index
 
 
-def _rewrite(
+def rewrite_links(
     node: Any,
     mapping: dict[str, str],
     resolve: Callable[[str, str], str],
@@ -523,9 +501,9 @@ def _rewrite(
     (http.html#trules).
     `path` names the element in errors (Observation.subject.reference)."""
     if isinstance(node, dict):
-        return {k: _rewrite(v, mapping, resolve, f"{path}.{k}", k) for k, v in node.items()}
+        return {k: rewrite_links(v, mapping, resolve, f"{path}.{k}", k) for k, v in node.items()}
     if isinstance(node, list):
-        return [_rewrite(v, mapping, resolve, f"{path}[{i}]", key) for i, v in enumerate(node)]
+        return [rewrite_links(v, mapping, resolve, f"{path}[{i}]", key) for i, v in enumerate(node)]
     if isinstance(node, str):
         if node in mapping and (key == "reference" or key in _URI_KEYS):
             return mapping[node]
