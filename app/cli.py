@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from app.config import get_settings
 
@@ -99,6 +100,7 @@ def _load(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{totals.stored:,} resources, {rate:,.0f}/s, {totals.failed} failed")
         bar.update(unit.size)
 
+    began = time.perf_counter()
     totals = load(
         ResourceService(SqlStore(engine)),
         paths,
@@ -108,7 +110,11 @@ def _load(args: argparse.Namespace) -> int:
     )
     bar.close()
     engine.dispose()
-    print(f"loaded {totals.stored:,} resources; {totals.failed:,} failed")
+    seconds = time.perf_counter() - began  # after start-up and migrations
+    print(
+        f"loaded {totals.stored:,} resources; {totals.failed:,} failed "
+        f"({seconds:.1f} s, {totals.stored / max(seconds, 1e-9):,.0f} resources/s)"
+    )
     return 1 if totals.failed else 0
 
 

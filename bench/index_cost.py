@@ -39,7 +39,7 @@ from app.storage.engine import make_engine  # noqa: E402
 from app.storage.migrate import upgrade  # noqa: E402
 from app.storage.sql_store import SqlStore  # noqa: E402
 from bench.run import _postgres_database  # noqa: E402
-from bench.search_bench import observation  # noqa: E402
+from bench.search_bench import PATIENTS, observation  # noqa: E402
 
 PRELOAD = 20_000
 
@@ -86,7 +86,7 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(1)
     total = PRELOAD + 2 * args.rounds * (args.creates + 500) + 400
-    resources = [observation(i, rng) for i in range(total)]
+    resources = [observation(i, rng, range(PATIENTS)) for i in range(total)]
     with ExitStack() as stack:
         if args.db == "sqlite":
             url = f"sqlite:///{tempfile.mkdtemp()}/cost.sqlite3"

@@ -182,3 +182,38 @@ def test_trusted_input_skips_validation_but_not_type_checks(
     assert totals.stored == 1
     assert [f.where for f in failures] == [f"{path}:2", f"{path}:3"]
     assert client.get("/fhir/Observation/loose").json()["status"] == "not-a-status"
+
+
+def test_a_chunk_with_repeated_and_stored_ids_keeps_every_version(
+    tmp_path: Path, settings: Settings, client: httpx.Client
+) -> None:
+    """New resources of a chunk are written in one batch; an id seen before (stored, or earlier
+    in the same chunk) becomes the next version, in file order, with its own index rows."""
+    assert client.put("/fhir/Patient/stored", json={**patient("Before"), "id": "stored"}).is_success
+    lines = [
+        {**patient("First"), "id": "twice"},
+        {**patient("Changed"), "id": "stored"},
+        {**patient("Fresh"), "id": "fresh"},
+        {**patient("Second"), "id": "twice"},
+        {**patient("Third"), "id": "twice"},
+    ]
+    path = tmp_path / "chunk.ndjson"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    engine = make_engine(settings)
+    try:
+        totals = load(ResourceService(SqlStore(engine)), [path], workers=1)
+    finally:
+        engine.dispose()
+    assert (totals.stored, totals.failed) == (5, 0)
+    twice = client.get("/fhir/Patient/twice").json()
+    assert (twice["meta"]["versionId"], twice["name"][0]["family"]) == ("3", "Third")
+    history = client.get("/fhir/Patient/twice/_history").json()
+    assert [e["resource"]["name"][0]["family"] for e in history["entry"]] == [
+        "Third",
+        "Second",
+        "First",
+    ]
+    assert client.get("/fhir/Patient/stored").json()["meta"]["versionId"] == "2"
+    assert client.get("/fhir/Patient/fresh").json()["meta"]["versionId"] == "1"
+    found = client.get("/fhir/Patient?family=Changed,Fresh,Third,First,Before").json()
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == ["fresh", "stored", "twice"]

@@ -22,26 +22,17 @@ from typing import Any
 from app.fhir import jsonio
 from app.fhir.errors import FhirError
 from app.fhir.ids import check_id, new_id
+from app.fhir.instants import now
 from app.fhir.models import require_resource_type, validate
-from app.fhir.service import ResourceService
-from app.fhir.store import WriteTx, run_write
+from app.fhir.service import ResourceService, Stamped, stamp
+from app.fhir.store import run_write
 from app.fhir.transactions import BundleProcessor, rewrite_links
-from app.search.index_values import IndexRows
 from app.search.indexer import index_rows
 
 _ENTRY = re.compile(r"^Bundle\.entry\[(\d+)\]")
+_CONDITIONAL_REFERENCE = re.compile(rb'"reference"\s*:\s*"[^"?]*\?')
 NDJSON_CHUNK = 500  # lines per job and per write transaction
 _SIMPLE_METHODS = ("POST", "PUT")
-
-
-@dataclass
-class Ready:
-    """One resource ready to store under its id."""
-
-    resource_type: str
-    resource_id: str
-    data: dict[str, Any]
-    index: IndexRows
 
 
 @dataclass
@@ -58,7 +49,7 @@ class Unit:
     source: str
     size: int  # bytes of input it covers (progress)
     stored: int = 0  # set when written
-    ready: list[Ready] = field(default_factory=list)
+    ready: list[Stamped] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     bundle: dict[str, Any] | None = None
 
@@ -124,7 +115,10 @@ def prepare(job: Job) -> Unit:
         _add(unit, data, job.path, checked)
         return unit
     entries = data.get("entry") or []
-    if data["type"] in ("transaction", "batch") and not _simple(entries):
+    # A conditional reference shows in the raw bytes; most files have none, and then the
+    # walk over every resource looking for one can be skipped.
+    references_plain = _CONDITIONAL_REFERENCE.search(raw) is None and b"\\u003" not in raw
+    if data["type"] in ("transaction", "batch") and not _simple(entries, references_plain):
         unit.bundle = data
         return unit
     if data["type"] == "transaction":
@@ -167,12 +161,20 @@ def _add(unit: Unit, resource: Any, where: str, check: Check) -> None:
         check(resource, resource_type)
         resource_id = check_id(resource["id"]) if "id" in resource else new_id()
         resource = {**resource, "id": resource_id}
-        unit.ready.append(Ready(resource_type, resource_id, resource, index_rows(resource)))
+        unit.ready.append(_stamped(resource_type, resource_id, resource))
     except (FhirError, ValueError) as exc:
         unit.failures.append(Failure(where, _reason(exc)))
 
 
-def _simple(entries: list[Any]) -> bool:
+def _stamped(resource_type: str, resource_id: str, data: dict[str, Any]) -> Stamped:
+    """Stamped here, in the worker, as version 1 now: the writer stores the bytes as they are
+    unless the resource exists already (then it is written as a next version instead)."""
+    last_updated = now()
+    content = stamp(data, resource_id, 1, last_updated)
+    return Stamped(resource_type, resource_id, content, last_updated, index_rows(data))
+
+
+def _simple(entries: list[Any], references_plain: bool) -> bool:
     """Only POSTs and PUTs by id, no conditional part anywhere: prepared here in full."""
     for entry in entries:
         if not isinstance(entry, dict):
@@ -184,7 +186,7 @@ def _simple(entries: list[Any]) -> bool:
         if set(request) - {"method", "url"}:
             return False
         # a conditional reference needs a search: left to the BundleProcessor
-        if any("?" in ref for ref in _references(entry.get("resource"))):
+        if not references_plain and any("?" in r for r in _references(entry.get("resource"))):
             return False
     return True
 
@@ -221,7 +223,7 @@ def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]], check: Check
     def no_search(resource_type: str, query: str) -> str:
         raise AssertionError("conditional references are left to the BundleProcessor")
 
-    ready: list[Ready] = []
+    ready: list[Stamped] = []
     for number, (entry, (resource_type, resource_id)) in enumerate(
         zip(entries, targets, strict=True)
     ):
@@ -233,7 +235,7 @@ def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]], check: Check
             check(resource, resource_type)
             check_id(resource_id)
             data = rewrite_links({**resource, "id": resource_id}, mapping, no_search, resource_type)
-            ready.append(Ready(resource_type, resource_id, data, index_rows(data)))
+            ready.append(_stamped(resource_type, resource_id, data))
         except (FhirError, ValueError) as exc:
             reason = f"{_reason(exc)} (transaction not loaded)"
             unit.failures.append(Failure(f"{unit.source} entry {number}", reason))
@@ -290,15 +292,9 @@ def _write(
     if unit.bundle is not None:
         _process_bundle(unit, processor or _default_processor(service))
     elif unit.ready:
-
-        def work(tx: WriteTx) -> None:
-            for ready in unit.ready:
-                service.update_in(
-                    tx, ready.resource_type, ready.resource_id, ready.data, None, ready.index
-                )
-
+        ready = unit.ready
         try:
-            run_write(service.store, work)
+            run_write(service.store, lambda tx: service.put_many_in(tx, ready))
             unit.stored = len(unit.ready)
         except FhirError as exc:
             unit.failures.append(Failure(unit.source, f"{_reason(exc)} (chunk not loaded)"))

@@ -63,6 +63,17 @@ def stamp(data: dict[str, Any], resource_id: str, version_id: int, last_updated:
     return jsonio.dumps(out)
 
 
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A resource stamped as version 1 at `last_updated` (stamp()), ready for put_many_in."""
+
+    resource_type: str
+    resource_id: str
+    content: bytes
+    last_updated: datetime
+    index: IndexRows
+
+
 class ResourceService:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -222,6 +233,28 @@ class ResourceService:
         return self._write_version(
             tx, state, resource_id, "PUT", data, index if index is not None else index_rows(data)
         )
+
+    def put_many_in(self, tx: WriteTx, items: list[Stamped]) -> None:
+        """update_in (PUT by id) of each item, with the new ones written in one batch: a bulk
+        load stores thousands of resources per transaction, and one executemany per table
+        costs a fraction of one statement set per resource."""
+        known = tx.existing([(item.resource_type, item.resource_id) for item in items])
+        fresh: dict[tuple[str, str], tuple[VersionRecord, IndexRows]] = {}
+        for item in items:
+            key = (item.resource_type, item.resource_id)
+            if key not in known:
+                known.add(key)
+                record = VersionRecord(
+                    item.resource_type, item.resource_id, 1, item.last_updated, "PUT", item.content
+                )
+                fresh[key] = (record, item.index)
+                continue
+            if key in fresh:  # the same id again: what came before must be stored first
+                tx.insert_many(list(fresh.values()))
+                fresh.clear()
+            data = jsonio.loads(item.content)
+            self.update_in(tx, item.resource_type, item.resource_id, data, None, item.index)
+        tx.insert_many(list(fresh.values()))
 
     def conditional_update(
         self, resource_type: str, query: str, data: Any, if_match: int | None = None

@@ -89,6 +89,12 @@ class WriteTx(Protocol):
         """Store the first version of a new resource (WriteConflictError if the id exists),
         with its search index rows."""
 
+    def existing(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (type, id) have a row (current or deleted), in one lookup."""
+
+    def insert_many(self, items: list[tuple[VersionRecord, IndexRows]]) -> None:
+        """insert() of many new resources at once (a bulk load)."""
+
     def append(self, state: CurrentState, record: VersionRecord, index: IndexRows) -> None:
         """Store the next version of an existing resource, make it current, and replace its
         index rows (none for a delete)."""

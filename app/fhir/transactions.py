@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -490,37 +491,85 @@ def _check_unique_targets(entries: list[Entry]) -> None:
 
 
 def rewrite_links(
-    node: Any,
-    mapping: dict[str, str],
-    resolve: Callable[[str, str], str],
-    path: str,
-    key: str = "",
+    node: Any, mapping: dict[str, str], resolve: Callable[[str, str], str], path: str
 ) -> Any:
     """The resource with every link to another entry replaced by the id it was given:
     Reference.reference, uri-valued elements equal to a fullUrl, and narrative href/src
-    (http.html#trules).
-    `path` names the element in errors (Observation.subject.reference)."""
+    (http.html#trules). `path` names the element in errors (Observation.subject.reference).
+
+    Subtrees without a link are shared, not copied, and paths are only spelled out when an
+    error needs one: a Synthea resource is mostly codings, and this ran for every one."""
+    try:
+        return _relink(node, mapping, resolve, "")
+    except FhirError:
+        return _relink_at(node, mapping, resolve, path, "")  # raises again, naming the element
+
+
+def _relink(
+    node: Any, mapping: dict[str, str], resolve: Callable[[str, str], str], key: str
+) -> Any:
     if isinstance(node, dict):
-        return {k: rewrite_links(v, mapping, resolve, f"{path}.{k}", k) for k, v in node.items()}
+        out: dict[str, Any] | None = None
+        for k, value in node.items():
+            if isinstance(value, str):
+                if k != "reference" and k != "div" and k not in _URI_KEYS:
+                    continue
+            elif not isinstance(value, dict | list):
+                continue
+            new = _relink(value, mapping, resolve, k)
+            if new is not value:
+                if out is None:
+                    out = dict(node)
+                out[k] = new
+        return node if out is None else out
     if isinstance(node, list):
-        return [rewrite_links(v, mapping, resolve, f"{path}[{i}]", key) for i, v in enumerate(node)]
+        items: list[Any] | None = None
+        for i, value in enumerate(node):
+            if isinstance(value, dict | list | str):
+                new = _relink(value, mapping, resolve, key)
+                if new is not value:
+                    if items is None:
+                        items = list(node)
+                    items[i] = new
+        return node if items is None else items
     if isinstance(node, str):
-        if node in mapping and (key == "reference" or key in _URI_KEYS):
-            return mapping[node]
-        if key == "reference":
-            match = _CONDITIONAL_REFERENCE.match(node)
-            if match:
-                try:
-                    return resolve(match.group(1), match.group(2))
-                except FhirError as exc:
-                    raise BadRequestError(exc.diagnostics, (path,)) from None
-            if node.startswith(("urn:uuid:", "urn:oid:")):
-                raise NotFoundError(
-                    f"The reference '{node}' names no entry of this Bundle", (path,)
-                )
-        if key == "div" and mapping:
-            for full_url, target in mapping.items():
-                node = node.replace(f'"{full_url}"', f'"{target}"')
+        return _relink_value(node, mapping, resolve, key)
+    return node
+
+
+def _relink_at(
+    node: Any, mapping: dict[str, str], resolve: Callable[[str, str], str], path: str, key: str
+) -> Any:
+    """_relink, spelling out each element's path for the error it raises."""
+    if isinstance(node, dict):
+        return {k: _relink_at(v, mapping, resolve, f"{path}.{k}", k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_relink_at(v, mapping, resolve, f"{path}[{i}]", key) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        try:
+            return _relink_value(node, mapping, resolve, key)
+        except FhirError as exc:
+            raise dataclasses.replace(exc, expression=(path,)) from None
+    return node
+
+
+def _relink_value(
+    node: str, mapping: dict[str, str], resolve: Callable[[str, str], str], key: str
+) -> str:
+    if node in mapping and (key == "reference" or key in _URI_KEYS):
+        return mapping[node]
+    if key == "reference":
+        match = _CONDITIONAL_REFERENCE.match(node)
+        if match:
+            try:
+                return resolve(match.group(1), match.group(2))
+            except FhirError as exc:
+                raise BadRequestError(exc.diagnostics) from None
+        if node.startswith(("urn:uuid:", "urn:oid:")):
+            raise NotFoundError(f"The reference '{node}' names no entry of this Bundle")
+    if key == "div" and mapping:
+        for full_url, target in mapping.items():
+            node = node.replace(f'"{full_url}"', f'"{target}"')
     return node
 
 

@@ -58,6 +58,10 @@ class Prepared:
         cursor.execute(self.sql, self.params(values))
         return cursor
 
+    def execute_many(self, cursor: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            cursor.executemany(self.sql, [self.params(values) for values in rows])
+
     def one_or_none(self, cursor: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         return self.row(self.execute(cursor, values).fetchone())
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     Table,
     and_,
     false,
@@ -310,13 +311,55 @@ def _negated(criterion: Criterion | Chain | Has) -> bool:
     )
 
 
+class _Hidden:
+    """A table whose value columns take no part in index selection (`|| ''`, `+ 0`), so a
+    probe by (res_key, param) uses the primary key, which carries the values."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    @property
+    def c(self) -> _Hidden:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+    def __getitem__(self, name: str) -> Any:
+        column = self._table.c[name]
+        return column.concat("") if isinstance(column.type, String) else column + 0
+
+
+# Kinds whose key index carries the values a probe compares (app/storage/tables.py)
+_KEY_PROBED = {"token", "date"}
+
+
+def _key_probe(criterion: Criterion, spans: Spans | None) -> tuple[Select[Any], bool] | None:
+    """The candidate's rows by primary key, the values compared outside the index. No type
+    term: the candidate's key fixes its type, and the key's index does not carry it."""
+    if criterion.kind not in _KEY_PROBED or criterion.modifier in {"text", "missing"}:
+        return None
+    table = INDEX_TABLES[criterion.kind]
+    hidden: Any = _Hidden(table)
+    suffix = ":of-type" if criterion.modifier == "of-type" else ""
+    conds = [_value_condition(hidden, criterion, value, spans) for value in criterion.values]
+    if not conds:
+        return None
+    combined = and_(*conds) if criterion.same_row else or_(*conds)
+    keys = select(table.c.res_key).where(
+        *_param_filter(table, criterion.resource_type, criterion.code, suffix), combined
+    )
+    return keys, criterion.modifier == "not"
+
+
 def _exists(
     criterion: Criterion | Chain | Has, res_key: Any, spans: Spans | None = None
 ) -> ColumnElement[bool]:
     """The criterion as a correlated EXISTS probe of one candidate's index rows: for the
     criteria that do not drive the query, this costs per candidate, where IN (subquery) would
     materialise every matching row of the table first."""
-    keys, negate = matching_keys(criterion, spans)
+    probed = _key_probe(criterion, spans) if isinstance(criterion, Criterion) else None
+    keys, negate = probed or matching_keys(criterion, spans)
     key_column = keys.selected_columns[0]
     # OFFSET 0 keeps PostgreSQL from flattening the probe into a semi join: misled by
     # statistics, it had rescanned every pain-score row of the token index per candidate
@@ -551,10 +594,21 @@ def from_clause(
     return found.source, found.conds
 
 
-def order_by(request: SearchRequest, key: Any = None) -> list[Any]:
-    """ORDER BY terms; sort values are correlated on `key` (the resource key column)."""
+def needs_spans(criteria: list[Criterion | Chain | Has]) -> bool:
+    """Whether any date criterion, also inside a chain or _has, reads the date spans."""
+    for criterion in criteria:
+        if isinstance(criterion, Chain | Has):
+            if needs_spans([criterion.inner]):
+                return True
+        elif criterion.kind == "date":
+            return True
+    return False
+
+
+def sort_values(request: SearchRequest, key: Any = None) -> list[tuple[Any, bool]]:
+    """(value, descending) per _sort key; values are correlated on `key` (the resource key)."""
     key = r.c.res_key if key is None else key
-    keys: list[Any] = []
+    values: list[tuple[Any, bool]] = []
     for code, descending in request.sort:
         if code == "_id":
             column: Any = r.c.resource_id
@@ -562,10 +616,22 @@ def order_by(request: SearchRequest, key: Any = None) -> list[Any]:
             column = r.c.last_updated
         else:
             column = _sort_subquery(request, code, descending, key)
-        ordered: UnaryExpression[Any] = column.desc() if descending else column.asc()
-        keys.append(ordered.nulls_last())
-    keys.append(key)
-    return keys
+        values.append((column, descending))
+    return values
+
+
+def ordered(values: list[tuple[Any, bool]], key: Any) -> list[Any]:
+    """ORDER BY terms: each value in its direction, missing values last, then the key."""
+    terms: list[Any] = []
+    for column, descending in values:
+        term: UnaryExpression[Any] = column.desc() if descending else column.asc()
+        terms.append(term.nulls_last())
+    return [*terms, key]
+
+
+def order_by(request: SearchRequest, key: Any = None) -> list[Any]:
+    """ORDER BY terms; sort values are correlated on `key` (the resource key column)."""
+    return ordered(sort_values(request, key), r.c.res_key if key is None else key)
 
 
 def _sort_subquery(request: SearchRequest, code: str, descending: bool, key: Any) -> Any:

@@ -84,7 +84,10 @@ metadata = SQLModel.metadata
 # No foreign key to `resource`: the rows are derived data written by one path, and the check
 # would cost a lookup per row.
 def _index_table(
-    name: str, *columns: Column[Any], indexes: list[tuple[tuple[str, ...], str | None]]
+    name: str,
+    *columns: Column[Any],
+    indexes: list[tuple[tuple[str, ...], str | None]],
+    key_includes: tuple[str, ...] = (),
 ) -> Table:
     table = Table(
         name,
@@ -94,7 +97,9 @@ def _index_table(
         Column("param", String(100), nullable=False),
         *columns,
         Column("seq", SmallInteger, nullable=False),
-        PrimaryKeyConstraint("res_key", "param", "seq", name=f"pk_{name}"),
+        PrimaryKeyConstraint(
+            "res_key", "param", "seq", name=f"pk_{name}", postgresql_include=list(key_includes)
+        ),
         sqlite_with_rowid=False,
     )
     for number, (cols, present) in enumerate(indexes):
@@ -117,6 +122,8 @@ token_table = _index_table(
     Column("code", String(255)),
     Column("text", String(255)),
     indexes=[(("code", "system"), None), (("text",), "text")],
+    # PostgreSQL: an EXISTS probe of one candidate's codes reads the key's index alone
+    key_includes=("system", "code"),
 )
 string_table = _index_table(
     "search_string",
@@ -129,6 +136,9 @@ date_table = _index_table(
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
     indexes=[(("low", "high"), None), (("high", "low"), None)],
+    # PostgreSQL: _sort=date and date probes read a candidate's values from the key's index
+    # alone (SQLite's table is that index already)
+    key_includes=("low", "high"),
 )
 # The widest [low, high] per (type, parameter) ever indexed. It only grows. A search whose
 # values bound `low` from above (lt, le, eq) then also bounds `high` (high <= bound + span),
