@@ -5,8 +5,9 @@
 - qty-3: a Quantity with a unit code names its system; with the UCUM system the code is UCUM;
 - con-3 / con-5: Condition.clinicalStatus present for a problem-list item unless entered in
   error, absent when entered in error;
-- required bindings on CodeableConcepts (Condition and AllergyIntolerance status elements): a
-  coding from the bound code system, with a code from the value set.
+- required bindings on CodeableConcepts, all 14 of R4B (data/required_concepts.json, from the
+  official package; the three whose codes it does not hold are not checked): a coding from
+  the bound code system, every code from it in the value set.
 
 Reference target types are checked on the model (app/fhir/models.py), which knows each
 Reference element's allowed types. Each problem is an Issue naming the element.
@@ -14,39 +15,42 @@ Reference element's allowed types. Each problem is an Issue naming the element.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from app.fhir.errors import Issue
 from app.search.ucum import UCUM_SYSTEM, is_valid
 
 _TERMINOLOGY = "http://terminology.hl7.org/CodeSystem"
-_CLINICAL = (
-    f"{_TERMINOLOGY}/condition-clinical",
-    frozenset({"active", "recurrence", "relapse", "inactive", "remission", "resolved"}),
-)
-_VERIFICATION = (
-    f"{_TERMINOLOGY}/condition-ver-status",
-    frozenset(
-        {"unconfirmed", "provisional", "differential", "confirmed", "refuted", "entered-in-error"}
-    ),
-)
-_ALLERGY_CLINICAL = (
-    f"{_TERMINOLOGY}/allergyintolerance-clinical",
-    frozenset({"active", "inactive", "resolved"}),
-)
-_ALLERGY_VERIFICATION = (
-    f"{_TERMINOLOGY}/allergyintolerance-verification",
-    frozenset({"unconfirmed", "confirmed", "refuted", "entered-in-error"}),
-)
-# (resource type, element) -> (code system, codes) of a required binding on a CodeableConcept
-REQUIRED_CONCEPTS = {
-    ("Condition", "clinicalStatus"): _CLINICAL,
-    ("Condition", "verificationStatus"): _VERIFICATION,
-    ("AllergyIntolerance", "clinicalStatus"): _ALLERGY_CLINICAL,
-    ("AllergyIntolerance", "verificationStatus"): _ALLERGY_VERIFICATION,
-}
+_VERIFICATION_SYSTEM = f"{_TERMINOLOGY}/condition-ver-status"
+
+
+@dataclass(frozen=True)
+class _Binding:
+    path: tuple[str, ...]  # elements below the resource
+    system: str
+    codes: frozenset[str] | None  # None: UCUM, checked by the parser
+
+
+def _bindings() -> dict[str, list[_Binding]]:
+    """Required CodeableConcept bindings of every R4B resource whose codes are known
+    (app/fhir/bindings_gen.py wrote the table from the official package)."""
+    table: dict[str, list[_Binding]] = {}
+    for entry in json.loads(BINDINGS_PATH.read_text()):
+        if entry["codes"] is None and entry["system"] != UCUM_SYSTEM:
+            continue  # codes the package does not hold: not checked (the entry says why)
+        codes = frozenset(entry["codes"]) if entry["codes"] is not None else None
+        binding = _Binding(tuple(entry["path"].split(".")[1:]), entry["system"], codes)
+        table.setdefault(entry["type"], []).append(binding)
+    return table
+
+
+BINDINGS_PATH = Path(__file__).parent / "data" / "required_concepts.json"
+REQUIRED_CONCEPTS = _bindings()
 
 
 def invariant_issues(resource: dict[str, Any]) -> list[Issue]:
@@ -99,7 +103,7 @@ def _codes(concept: Any, system: str) -> list[str]:
 
 
 def _condition_status(resource: dict[str, Any]) -> list[Issue]:
-    verification = _codes(resource.get("verificationStatus"), _VERIFICATION[0])
+    verification = _codes(resource.get("verificationStatus"), _VERIFICATION_SYSTEM)
     erroneous = "entered-in-error" in verification
     problem_list = any(
         "problem-list-item" in _codes(c, f"{_TERMINOLOGY}/condition-category")
@@ -126,21 +130,39 @@ def _condition_status(resource: dict[str, Any]) -> list[Issue]:
 
 def _required_concepts(resource: dict[str, Any], kind: str) -> list[Issue]:
     out = []
-    for (bound_type, element), (system, allowed) in REQUIRED_CONCEPTS.items():
-        if bound_type != kind or element not in resource:
-            continue
-        codes = _codes(resource[element], system)
-        if not codes or any(code not in allowed for code in codes):
-            found = ", ".join(codes) or "no coding from it"
+    for binding in REQUIRED_CONCEPTS.get(kind, []):
+        for path, concept in _elements(resource, binding.path, kind):
+            codes = _codes(concept, binding.system)
+            if binding.codes is None:
+                wrong = [code for code in codes if not is_valid(code)]
+            else:
+                wrong = [code for code in codes if code not in binding.codes]
+            if codes and not wrong:
+                continue
+            allowed = " | ".join(sorted(binding.codes)) if binding.codes else "UCUM units"
+            found = ", ".join(wrong) or "no coding from it"
             out.append(
                 _issue(
-                    f"{kind}.{element}",
-                    f"the required binding needs a code from {system} "
-                    f"({' | '.join(sorted(allowed))}); found {found}",
+                    path,
+                    f"the required binding needs a code from {binding.system} ({allowed}); "
+                    f"found {found}",
                     "code-invalid",
                 )
             )
     return out
+
+
+def _elements(node: Any, path: tuple[str, ...], where: str) -> Iterator[tuple[str, Any]]:
+    """The values at `path` below `node`, each with its FHIRPath-style location."""
+    if not path:
+        yield where, node
+        return
+    value = node.get(path[0]) if isinstance(node, dict) else None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _elements(item, path[1:], f"{where}.{path[0]}[{index}]")
+    elif value is not None:
+        yield from _elements(value, path[1:], f"{where}.{path[0]}")
 
 
 def _walk(node: Any, path: str) -> Iterator[Issue]:

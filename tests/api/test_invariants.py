@@ -3,11 +3,13 @@ CodeableConcept bindings and reference target types, each a 422 naming the eleme
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
+from app.fhir.invariants import BINDINGS_PATH, invariant_issues
 from tests.helpers import JSON_HEADERS, assert_outcome, pain_observation
 
 UCUM = "http://unitsofmeasure.org"
@@ -30,6 +32,31 @@ def _concept(system: str, code: str) -> dict[str, Any]:
 
 
 PROBLEM = [_concept(CATEGORY, "problem-list-item")]
+SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+
+
+def _adverse_event() -> dict[str, Any]:
+    return {
+        "resourceType": "AdverseEvent",
+        "actuality": "actual",
+        "subject": {"reference": "Patient/p1"},
+    }
+
+
+def _research_element_with_unit(unit: str) -> dict[str, Any]:
+    """A ResearchElementDefinition whose second characteristic's unit is `unit` (UCUM)."""
+    characteristic = {"definitionCodeableConcept": {"text": "dose"}}
+    return {
+        "resourceType": "ResearchElementDefinition",
+        "status": "active",
+        "type": "exposure",
+        "characteristic": [
+            characteristic,
+            {**characteristic, "unitOfMeasure": _concept(UCUM, unit)},
+        ],
+    }
+
+
 BAD = [
     (
         "obs-6",
@@ -79,6 +106,16 @@ BAD = [
         "required binding, no coding from the value set",
         _condition(clinicalStatus={"text": "active"}),
         "Condition.clinicalStatus",
+    ),
+    (
+        "required binding beyond the main types",
+        {**_adverse_event(), "severity": _concept(SEVERITY, "catastrophic")},
+        "AdverseEvent.severity",
+    ),
+    (
+        "required binding, nested and repeating",
+        _research_element_with_unit("kilo-nothing"),
+        "ResearchElementDefinition.characteristic[1].unitOfMeasure",
     ),
     (
         "reference target",
@@ -134,6 +171,8 @@ GOOD = [
     pain_observation(subject="urn:uuid:4f0c6d0e-8a39-4b5e-9d51-5a1c4f8f0d3e"),
     _condition(category=PROBLEM, clinicalStatus=_concept(CLINICAL, "active")),
     _condition(verificationStatus=_concept(VERIFICATION, "entered-in-error")),
+    {**_adverse_event(), "severity": _concept(SEVERITY, "moderate")},
+    _research_element_with_unit("mg/kg"),
 ]
 
 
@@ -141,3 +180,31 @@ GOOD = [
 def test_what_the_rules_allow(client: httpx.Client, resource: dict[str, Any]) -> None:
     response = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=JSON_HEADERS)
     assert response.status_code == 201, response.text
+
+
+def _at_path(path: str, concept: dict[str, Any]) -> dict[str, Any]:
+    """A resource holding `concept` at `path`, each element below the first in a list."""
+    resource_type, *elements = path.split(".")
+    node: Any = concept
+    for element in reversed(elements[1:]):
+        node = [{element: node}]
+    return {"resourceType": resource_type, elements[0]: node}
+
+
+def test_every_required_binding_of_r4b_with_known_codes_is_checked() -> None:
+    """Each binding of the table, at its path (lists on the way included), refuses a code
+    outside the value set and accepts one inside it."""
+    table = json.loads(BINDINGS_PATH.read_text())
+    assert len(table) == 14  # R4B's required bindings on CodeableConcept and Coding elements
+    checked = 0
+    for entry in table:
+        if entry["codes"] is None:
+            continue
+        good = _at_path(entry["path"], _concept(entry["system"], entry["codes"][0]))
+        bad = _at_path(entry["path"], _concept(entry["system"], "not-in-the-value-set"))
+        assert invariant_issues(good) == [], entry["path"]
+        issues = invariant_issues(bad)
+        assert [i.code for i in issues] == ["code-invalid"], entry["path"]
+        assert issues[0].expression[0].replace("[0]", "") == entry["path"]
+        checked += 1
+    assert checked == 10
