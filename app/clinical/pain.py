@@ -360,11 +360,14 @@ def relapse_status(percent: tuple[Fraction, Fraction], threshold: Fraction) -> s
     return "none"
 
 
+DEFAULT_THRESHOLD = Fraction(30)  # relapse: pain back to >= T% of baseline (CASE.md C.4)
+
+
 def analyse(
     observations: Iterable[dict[str, Any]],
     meds: Iterable[dict[str, Any]],
     *,
-    threshold: Fraction = Fraction(30),
+    threshold: Fraction = DEFAULT_THRESHOLD,
     lookback_days: int | None = None,
     medication: tuple[str | None, str] | None = None,
     pain_codes: Sequence[tuple[str, str]] = PAIN_CODES,

@@ -120,7 +120,7 @@ def pain_response(
         result = pain.analyse(
             observations,
             administrations,
-            threshold=threshold if threshold is not None else Fraction(30),
+            threshold=threshold if threshold is not None else pain.DEFAULT_THRESHOLD,
             lookback_days=int(lookback) if lookback is not None else None,
             medication=medication,
             pain_codes=codes,
@@ -295,7 +295,7 @@ def clinical_course(
         result = pain.analyse(
             observations,
             administrations,
-            threshold=threshold if threshold is not None else Fraction(30),
+            threshold=threshold if threshold is not None else pain.DEFAULT_THRESHOLD,
             medications=medications,
         )
     except pain.ClinicalInputError as exc:
