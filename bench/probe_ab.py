@@ -1,8 +1,12 @@
-"""A/B of the EXISTS probe on a loaded database: the search's page statement for patients not
-queried before, each once with token/date probes on the key index (the server's way,
-search_sql._key_probe) and once on the value index, order alternated; medians.
+"""A/B of a search plan choice on a loaded database: the search's page statement for patients
+not queried before, each once with the server's way (A) and once without it (B), order
+alternated; medians.
 
-    python bench/probe_ab.py --database URL   # a database kept by search_bench.py --keep
+    --ab probe    token/date probes on the key index (search_sql._key_probe) or on the value index
+    --ab patient  patient + token driven by the token rows of the patient (_token_of_patients) or
+                  by the patient's reference rows, the token probed per candidate
+
+    python bench/probe_ab.py --database URL [--ab probe|patient]   # a search_bench.py --keep db
 """
 
 from __future__ import annotations
@@ -28,11 +32,22 @@ from app.storage.engine import make_engine  # noqa: E402
 from app.storage.sql_store import _page_by_keys  # noqa: E402
 from bench.search_bench import queries  # noqa: E402
 
-_KEY_PROBE = search_sql._key_probe
+# the function each A/B switches off in B, and what it is replaced with
+_SWITCHED = {
+    "probe": ("_key_probe", lambda criterion, spans: None),
+    "patient": ("_token_of_patients", lambda positive: None),
+}
+_LABELS = {
+    "probe": ("key-index probe", "value-index probe"),
+    "patient": ("token rows of the patient", "patient's rows, token probed"),
+}
 
 
-def _page(conn: Connection, path: str, key_probe: bool) -> None:
-    search_sql._key_probe = _KEY_PROBE if key_probe else (lambda criterion, spans: None)
+def _page(conn: Connection, path: str, ab: str, way_a: bool) -> None:
+    name, replacement = _SWITCHED[ab]
+    original = getattr(search_sql, name)
+    if not way_a:
+        setattr(search_sql, name, replacement)
     try:
         url = urlsplit(path)
         resource_type = url.path.rsplit("/", 1)[-1]
@@ -40,7 +55,7 @@ def _page(conn: Connection, path: str, key_probe: bool) -> None:
         request.resource_types = (resource_type,)
         _page_by_keys(conn, request, search_sql.plan(request, {}))
     finally:
-        search_sql._key_probe = _KEY_PROBE
+        setattr(search_sql, name, original)
 
 
 def main() -> int:
@@ -48,6 +63,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--database", required=True)
+    parser.add_argument("--ab", choices=sorted(_SWITCHED), default="probe")
     parser.add_argument("--shapes", default="pain,include")
     parser.add_argument("--seed", type=int, default=7, help="which patients (not the bench's)")
     args = parser.parse_args()
@@ -61,15 +77,17 @@ def main() -> int:
             paths = queries(random.Random(args.seed), size)[shape][:200]
             times: dict[bool, list[float]] = {True: [], False: []}
             for number, path in enumerate(paths):
-                for key_probe in (True, False) if number % 2 else (False, True):
+                for way_a in (True, False) if number % 2 else (False, True):
                     began = time.perf_counter()
-                    _page(conn, path, key_probe)
+                    _page(conn, path, args.ab, way_a)
                     if number >= 20:
-                        times[key_probe].append((time.perf_counter() - began) * 1000)
+                        times[way_a].append((time.perf_counter() - began) * 1000)
             med: dict[bool, Any] = {k: statistics.median(v) for k, v in times.items()}
+            label_a, label_b = _LABELS[args.ab]
             print(
-                f"{shape}: key-index probe {med[True]:.2f} ms, value-index probe "
-                f"{med[False]:.2f} ms (median of {len(times[True])} patients, {size:,} rows)"
+                f"{shape}: {label_a} {med[True]:.2f} ms, {label_b} {med[False]:.2f} ms, "
+                f"ratio {med[False] / med[True]:.2f} (median of {len(times[True])} patients, "
+                f"{size:,} rows)"
             )
     engine.dispose()
     return 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,9 +28,26 @@ def fold(text: str) -> str:
     return " ".join(stripped.casefold().split())
 
 
+TABLE_KINDS = ("token", "string", "date", "number", "quantity", "reference", "uri", "composite")
+
+
+def patient_hash(resource_id: str) -> int:
+    """A 64-bit key for a patient id, stored on token rows (IndexRows.patient)."""
+    digest = hashlib.blake2b(resource_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+SEVERAL_PATIENTS = 0  # IndexRows.patient of a resource whose `patient` names more than one
+
+
 @dataclass(slots=True)
 class IndexRows:
-    """Rows for one resource, by index table. Each tuple starts with the parameter code."""
+    """Rows for one resource, by index table. Each tuple starts with the parameter code.
+
+    `patient` is what the resource's `patient` parameter points at: patient_hash of the one
+    target id, SEVERAL_PATIENTS, or None (no such parameter or no value). Token rows carry it,
+    so "this patient's observations with this code" is one index range, not a probe of every
+    observation of the patient (app/storage/search_sql.py)."""
 
     token: set[tuple[str, str | None, str | None, str | None]] = field(default_factory=set)
     string: set[tuple[str, str, str]] = field(default_factory=set)
@@ -41,9 +59,18 @@ class IndexRows:
     reference: set[tuple[str, str | None, str | None, str | None]] = field(default_factory=set)
     uri: set[tuple[str, str]] = field(default_factory=set)
     composite: set[tuple[Any, ...]] = field(default_factory=set)
+    patient: int | None = None
 
     def count(self) -> int:
-        return sum(len(getattr(self, name)) for name in self.__slots__)
+        return sum(len(getattr(self, kind)) for kind in TABLE_KINDS)
+
+    def table_rows(self, kind: str) -> list[tuple[Any, ...]]:
+        """The rows of one index table, each as its columns after res_key and resource_type
+        and before seq."""
+        rows = getattr(self, kind)
+        if kind == "token":
+            return [(*row, self.patient) for row in rows]
+        return list(rows)
 
 
 # -- tokens --------------------------------------------------------------------------------------

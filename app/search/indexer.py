@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 
 from app.search import index_values as iv
-from app.search.aliases import RESOURCE_COLUMNS, indexed_params
+from app.search.aliases import RESOURCE_COLUMNS, Stored, indexed_params, stored_as
 from app.search.extract import Extractor, compile_expression, root_keys
 from app.search.registry import (
     REGISTRY_PATH,
@@ -20,7 +20,7 @@ from app.search.registry import (
 )
 
 # Bump when a change to extraction or normalisation changes the rows of stored resources.
-_EXTRACTION_VERSION = 2
+_EXTRACTION_VERSION = 3  # 3: token rows carry the patient (IndexRows.patient)
 
 
 @cache
@@ -151,7 +151,32 @@ def index_rows(
     for code, roots, parts in plan.composites:
         for root in roots(resource):
             _composite_rows(rows, code, root, parts)
+    patient = patient_rows(resource["resourceType"])
+    if patient is not None:
+        rows.patient = _patient(rows, patient)
     return rows
+
+
+@cache
+def patient_rows(resource_type: str) -> Stored | None:
+    """Where the type's `patient` parameter keeps its reference rows (None: it has none)."""
+    definition = params_for(resource_type).get("patient")
+    if definition is None or definition.type != "reference":
+        return None
+    return stored_as(resource_type, "patient")
+
+
+def _patient(rows: iv.IndexRows, stored: Stored) -> int | None:
+    ids = {
+        target_id
+        for code, target_type, target_id, _ in rows.reference
+        if code in stored.codes
+        and target_id is not None
+        and (stored.target_type is None or target_type == stored.target_type)
+    }
+    if not ids:
+        return None
+    return iv.patient_hash(ids.pop()) if len(ids) == 1 else iv.SEVERAL_PATIENTS
 
 
 def _composite_rows(

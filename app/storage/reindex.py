@@ -51,7 +51,7 @@ def reindex(connection: Connection) -> int:
                 )
             for kind, table in INDEX_TABLES.items():
                 names = [c.name for c in table.columns]
-                for seq, row in enumerate(getattr(index, kind)):
+                for seq, row in enumerate(index.table_rows(kind)):
                     batches[kind].append(
                         dict(zip(names, (res_key, resource_type, *row, seq), strict=True))
                     )

@@ -25,7 +25,8 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from app.search.aliases import stored_as
 from app.search.dates import EPOCH, to_us
-from app.search.index_values import fold
+from app.search.index_values import SEVERAL_PATIENTS, fold, patient_hash
+from app.search.indexer import patient_rows
 from app.search.query import (
     ANY_TYPE,
     Chain,
@@ -560,8 +561,16 @@ def plan(request: SearchRequest, spans: Spans | None = None, keys_only: bool = T
     positive = sorted((c for c in criteria if not _negated(c)), key=_rank)
     rest = [c for c in criteria if not positive or c is not positive[0]]
     if keys_only and positive and _index_rows_only(positive[0], request):
+        by_patient = _token_of_patients(positive)
+        if by_patient is not None:
+            token, patients = by_patient
+            token_rows = INDEX_TABLES["token"]
+            keys = matching_keys(token, spans)[0].where(token_rows.c.patient.in_(patients))
+            rest = [c for c in criteria if c is not token]
+        else:
+            keys = matching_keys(positive[0], spans)[0]
         # DISTINCT: one resource can match through several index rows (codings, OR values)
-        driver = matching_keys(positive[0], spans)[0].distinct().subquery()
+        driver = keys.distinct().subquery()
         key_conds = [_exists(c, driver.c.res_key, spans) for c in rest]
         return Plan(driver, key_conds, driver.c.res_key, True)
     source: Any = _CURRENT_JOIN
@@ -574,6 +583,57 @@ def plan(request: SearchRequest, spans: Spans | None = None, keys_only: bool = T
         conds.append(r.c.resource_type.in_(request.resource_types))
     conds.extend(_exists(c, r.c.res_key, spans) for c in rest)
     return Plan(source, conds, r.c.res_key, False)
+
+
+def _token_of_patients(
+    positive: list[Criterion | Chain | Has],
+) -> tuple[Criterion, list[int]] | None:
+    """A token criterion to drive from, narrowed to the patients that a reference criterion
+    names: token rows carry their resource's patient (IndexRows.patient), so `patient=X&code=Y`
+    is one range of the (code, patient) index instead of a probe of each of X's resources.
+
+    The rows kept are a superset: those of X's hash and those of resources with several
+    patients. The reference criterion stays as a probe of the candidates, which makes the
+    answer exact (also under a hash collision)."""
+    token = next(
+        (
+            c
+            for c in positive
+            if isinstance(c, Criterion) and c.kind == "token" and c.modifier is None and c.values
+        ),
+        None,
+    )
+    if token is None:
+        return None
+    for criterion in positive:
+        if (
+            isinstance(criterion, Criterion)
+            and criterion.resource_type == token.resource_type
+            and _names_patients(criterion)
+        ):
+            hashes = {patient_hash(value.target_id) for value in criterion.values}
+            return token, sorted(hashes | {SEVERAL_PATIENTS})
+    return None
+
+
+def _names_patients(criterion: Criterion) -> bool:
+    """Whether every resource the reference criterion matches has the patients it names among
+    the targets that IndexRows.patient is computed from (app.search.indexer.patient_rows)."""
+    if criterion.kind != "reference" or criterion.resource_type == ANY_TYPE:
+        return False
+    if criterion.modifier is not None and not criterion.modifier[0].isupper():
+        return False
+    patient = patient_rows(criterion.resource_type)
+    stored = stored_as(criterion.resource_type, criterion.code)
+    if patient is None or stored.codes != patient.codes:
+        return False
+    return all(
+        isinstance(value, ReferenceValue)
+        and value.url is None
+        and value.target_id is not None
+        and (patient.target_type in {None, stored.target_type, value.target_type})
+        for value in criterion.values
+    )
 
 
 def _index_rows_only(driver: Criterion | Chain | Has, request: SearchRequest) -> bool:

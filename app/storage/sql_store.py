@@ -278,7 +278,7 @@ class SqlWriteTx:
             kind: [
                 (key, rec.resource_type, *row, seq)
                 for key, (rec, index) in keyed
-                for seq, row in enumerate(getattr(index, kind))
+                for seq, row in enumerate(index.table_rows(kind))
             ]
             for kind in INDEX_TABLES
         }
@@ -342,7 +342,7 @@ class SqlWriteTx:
 
     def _insert_index(self, key: int, resource_type: str, index: IndexRows) -> None:
         for kind, sql in self._sql.insert_index.items():
-            rows = getattr(index, kind)
+            rows = index.table_rows(kind)
             if rows:
                 self._cursor.executemany(
                     sql, [(key, resource_type, *row, seq) for seq, row in enumerate(rows)]

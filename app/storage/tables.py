@@ -121,7 +121,10 @@ token_table = _index_table(
     Column("system", String(255)),
     Column("code", String(255)),
     Column("text", String(255)),
-    indexes=[(("code", "system"), None), (("text",), "text")],
+    # the resource's patient (app.search.index_values.IndexRows.patient): after the code, so
+    # "this patient's rows of this code" is one range, and a code alone still a prefix
+    Column("patient", BigInteger),
+    indexes=[(("code", "patient", "system"), None), (("text",), "text")],
     # PostgreSQL: an EXISTS probe of one candidate's codes reads the key's index alone
     key_includes=("system", "code"),
 )

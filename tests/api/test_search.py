@@ -371,3 +371,53 @@ def test_search_parameters_are_in_the_capability_statement(client: httpx.Client)
     assert "Observation:patient" in observation["searchInclude"]
     assert {"code": "search-type"} in observation["interaction"]
     assert {"code": "search-system"} in statement["rest"][0]["interaction"]
+
+
+def _appointment(id_: str, status: str, *actors: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Appointment",
+        "id": id_,
+        "status": status,
+        "participant": [{"actor": {"reference": a}, "status": "accepted"} for a in actors],
+    }
+
+
+def test_patient_and_token_searches_are_exact_for_every_kind_of_patient_reference(
+    client: httpx.Client,
+) -> None:
+    """`patient=X&code=Y` reads the code index narrowed to X's token rows (search_sql's
+    _token_of_patients); these are the cases that narrowing could get wrong."""
+    resources = [
+        _obs("a1", 1, "2016-01-01", subject="Patient/px", code="c"),
+        _obs("a2", 2, "2016-01-02", subject="Group/px", code="c"),
+        _obs("a3", 3, "2016-01-03", subject="Patient/py", code="c"),
+        _obs("a4", 4, "2016-01-04", subject="Patient/px", code="d"),
+        _appointment("ap1", "booked", "Patient/px", "Patient/py"),
+        _appointment("ap2", "cancelled", "Patient/px", "Practitioner/d1"),
+    ]
+    for resource in resources:
+        url = f"/fhir/{resource['resourceType']}/{resource['id']}"
+        assert client.put(url, json=resource, headers=JSON_HEADERS).status_code == 201
+    expected = {
+        "Observation?patient=px&code=c": ["a1"],
+        "Observation?patient=Patient/px&code=c,d": ["a1", "a4"],
+        "Observation?patient=px,py&code=http://loinc.org|c": ["a1", "a3"],
+        "Observation?subject=Patient/px&code=c": ["a1"],
+        "Observation?subject:Patient=px&code=c": ["a1"],
+        "Observation?subject=Group/px&code=c": ["a2"],
+        "Observation?subject=px&code=c": ["a1", "a2"],
+        "Observation?patient=pz&code=c": [],
+        "Appointment?patient=px&status=booked": ["ap1"],
+        "Appointment?patient=py&status=booked": ["ap1"],
+        "Appointment?actor=Patient/py&status=booked": ["ap1"],
+        "Appointment?patient=px&status=cancelled": ["ap2"],
+        "Appointment?patient=py&status=cancelled": [],
+        "Appointment?actor=Practitioner/d1&status=cancelled": ["ap2"],
+    }
+    for query, found in expected.items():
+        assert sorted(ids(client.get(f"/fhir/{query}"))) == found, query
+    # the rows follow an update that moves the observation to another patient
+    moved = _obs("a1", 1, "2016-01-01", subject="Patient/py", code="c")
+    assert client.put("/fhir/Observation/a1", json=moved, headers=JSON_HEADERS).status_code == 200
+    assert ids(client.get("/fhir/Observation?patient=px&code=c")) == []
+    assert sorted(ids(client.get("/fhir/Observation?patient=py&code=c"))) == ["a1", "a3"]

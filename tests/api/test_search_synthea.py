@@ -78,6 +78,28 @@ def test_pain_scores_per_patient(loaded: tuple[httpx.Client, list[dict[str, Any]
         assert expected > 0
 
 
+def test_each_patients_observations_of_a_code_listed(
+    loaded: tuple[httpx.Client, list[dict[str, Any]]],
+) -> None:
+    """The page itself (not only the count) of patient + code, the code with and without its
+    system, for every code a patient has: the search reads the code index narrowed to the
+    patient's token rows."""
+    client, resources = loaded
+    for patient in _of(resources, "Patient"):
+        subject = f"Patient/{patient['id']}"
+        mine = [o for o in _of(resources, "Observation") if o["subject"]["reference"] == subject]
+        for system, code in sorted({c for o in mine for c in _codes(o.get("code"))}, key=str):
+            expected = sorted(o["id"] for o in mine if (system, code) in _codes(o.get("code")))
+            for token in (f"{system}|{code}", code):
+                response = client.get(
+                    "/fhir/Observation",
+                    params={"patient": patient["id"], "code": token, "_count": 1000},
+                )
+                assert response.status_code == 200, response.text
+                got = sorted(e["resource"]["id"] for e in response.json().get("entry", []))
+                assert got == expected, (patient["id"], token)
+
+
 def test_newest_pain_scores_first(loaded: tuple[httpx.Client, list[dict[str, Any]]]) -> None:
     client, resources = loaded
     patient = _of(resources, "Patient")[0]["id"]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from app.search.aliases import Stored, indexed_params, stored_as
-from app.search.index_values import IndexRows
-from app.search.indexer import index_rows
+from app.search.index_values import SEVERAL_PATIENTS, TABLE_KINDS, IndexRows, patient_hash
+from app.search.indexer import index_rows, patient_rows
 from app.search.registry import params_for
 from tests.helpers import ketamine_administration, pain_observation, patient
 from tests.search.test_extract import FIXTURES, _needs_fixtures, fixture_resources
@@ -81,7 +81,7 @@ def _derived(resource: dict[str, Any], full: IndexRows, stored: IndexRows) -> li
         alias = stored_as(resource_type, code)
         if alias.codes == (code,):
             continue
-        for kind in IndexRows.__slots__:
+        for kind in TABLE_KINDS:
             for suffix in ("", ":of-type"):
                 own = {row[1:] for row in getattr(full, kind) if row[0] == code + suffix}
                 derived = {
@@ -98,13 +98,25 @@ def _derived(resource: dict[str, Any], full: IndexRows, stored: IndexRows) -> li
     return problems
 
 
+def _own_patient(resource: dict[str, Any], full: IndexRows) -> int | None:
+    """IndexRows.patient as the `patient` parameter's own expression gives it."""
+    if patient_rows(resource["resourceType"]) is None:
+        return None
+    ids = {row[2] for row in full.reference if row[0] == "patient" and row[2] is not None}
+    if not ids:
+        return None
+    return patient_hash(ids.pop()) if len(ids) == 1 else SEVERAL_PATIENTS
+
+
 def _check(resources: list[dict[str, Any]]) -> None:
     problems: list[str] = []
     for resource in resources:
         full = index_rows(resource, with_aliases=True)
         stored = index_rows(resource)
         problems += _derived(resource, full, stored)
-        for kind in IndexRows.__slots__:  # the stored rows are the full rows without aliases
+        if stored.patient != _own_patient(resource, full):
+            problems.append(f"{resource['resourceType']}/{resource.get('id')}: patient")
+        for kind in TABLE_KINDS:  # the stored rows are the full rows without aliases
             assert getattr(stored, kind) <= getattr(full, kind)
     assert problems == []
 
@@ -128,3 +140,25 @@ def test_alias_rows_equal_rows_derived_from_storage_on_every_fixture() -> None:
 def test_storage_saves_rows_on_a_pain_observation() -> None:
     pain = pain_observation()
     assert index_rows(pain).count() < index_rows(pain, with_aliases=True).count()
+
+
+def test_token_rows_carry_the_one_patient_the_resource_points_at() -> None:
+    pain = pain_observation(subject="Patient/p1")
+    rows = index_rows(pain)
+    assert rows.patient == patient_hash("p1")
+    assert all(row[-1] == patient_hash("p1") for row in rows.table_rows("token"))
+    assert index_rows(pain_observation(subject="Group/p1")).patient is None
+    assert index_rows(patient()).patient is None
+    appointment: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "participant": [
+            {"actor": {"reference": f"Patient/{p}"}, "status": "accepted"} for p in ("p1", "p2")
+        ],
+    }
+    assert index_rows(appointment).patient == SEVERAL_PATIENTS
+    appointment["participant"][1]["actor"]["reference"] = "Practitioner/d1"
+    assert index_rows(appointment).patient == patient_hash("p1")
+    assert _own_patient(appointment, index_rows(appointment, with_aliases=True)) == patient_hash(
+        "p1"
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
 
-from app.search.query import parse_criterion
-from app.storage.search_sql import _negated, matching_keys
+from app.search.query import parse_criterion, parse_search
+from app.storage.search_sql import _negated, matching_keys, plan
 
 
 @pytest.mark.parametrize(
@@ -28,3 +30,27 @@ def test_negated_matches_the_compiled_criterion(name: str, value: str) -> None:
     criterion = parse_criterion(resource_type, name, [value])
     assert criterion is not None
     assert _negated(criterion) == matching_keys(criterion)[1]
+
+
+@pytest.mark.parametrize(
+    ("query", "narrowed"),
+    [
+        ("patient=px&code=c", True),
+        ("subject=Patient/px&code=http://loinc.org|c&_sort=-date", True),
+        ("patient=px&patient=py&code=c", True),
+        ("subject=Group/px&code=c", False),
+        ("subject=px&code=c", False),
+        ("patient=http://other.example/fhir/Patient/px&code=c", False),
+        ("patient=px&code:not=c", False),
+        ("code=c", False),
+        ("patient=px", False),
+    ],
+)
+def test_a_patient_and_a_token_drive_from_the_token_rows_of_those_patients(
+    query: str, narrowed: bool
+) -> None:
+    request = parse_search(("Observation",), parse_qsl(query), 50, 1000)
+    found = plan(request)
+    assert found.keys_only
+    sql = str(found.source.element)
+    assert ("search_token.patient IN" in sql) == narrowed, sql
