@@ -86,8 +86,12 @@ def tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     if "coding" in value or ("text" in value and "code" not in value and "value" not in value):
         for coding in value.get("coding", ()):
             out.extend(tokens(coding))
+        # The text as a row of its own only when no coding's display carries it already: only
+        # :text reads it, and the usual concept (text = display) then costs one row, not two.
         if isinstance(value.get("text"), str):
-            out.append((None, None, fold(value["text"])))
+            text = fold(value["text"])
+            if all(row[2] != text for row in out):
+                out.append((None, None, text))
         return out
     if "code" in value or "display" in value:  # Coding (also Quantity's code)
         display = value.get("display")

@@ -20,7 +20,7 @@ from app.search.registry import (
 )
 
 # Bump when a change to extraction or normalisation changes the rows of stored resources.
-_EXTRACTION_VERSION = 3  # 3: token rows carry the patient (IndexRows.patient)
+_EXTRACTION_VERSION = 4  # 3: token rows carry the patient; 4: a concept's text once
 
 
 @cache

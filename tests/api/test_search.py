@@ -421,3 +421,31 @@ def test_patient_and_token_searches_are_exact_for_every_kind_of_patient_referenc
     assert client.put("/fhir/Observation/a1", json=moved, headers=JSON_HEADERS).status_code == 200
     assert ids(client.get("/fhir/Observation?patient=px&code=c")) == []
     assert sorted(ids(client.get("/fhir/Observation?patient=py&code=c"))) == ["a1", "a3"]
+
+
+def test_text_modifier_matches_the_concepts_text_and_its_codings_displays(
+    client: httpx.Client,
+) -> None:
+    def coded(id_: str, concept: dict[str, Any]) -> dict[str, Any]:
+        return {**_obs(id_, 1, "2016-01-01"), "code": concept}
+
+    coding = {"system": LOINC, "code": "72514-3", "display": "Pain severity"}
+    resources = [
+        coded("t1", {"coding": [coding], "text": "PAIN SEVERITY"}),  # text = display
+        coded("t2", {"coding": [coding], "text": "How much it hurts"}),
+        coded("t3", {"coding": [{**coding, "display": "Hurt score"}]}),
+        coded("t4", {"text": "Pain at rest"}),
+    ]
+    for resource in resources:
+        url = f"/fhir/Observation/{resource['id']}"
+        assert client.put(url, json=resource, headers=JSON_HEADERS).status_code == 201
+    expected = {
+        "pain": ["t1", "t2", "t4"],
+        "PAIN SEV": ["t1", "t2"],
+        "how much": ["t2"],
+        "hurt": ["t3"],
+        "severity": [],  # :text is a starts-with match
+    }
+    for text, found in expected.items():
+        response = client.get("/fhir/Observation", params={"code:text": text})
+        assert sorted(ids(response)) == found, text

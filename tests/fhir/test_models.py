@@ -1,11 +1,25 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
+from pydantic import ValidationError
 
 from app.fhir.catalog_gen import build_catalog
 from app.fhir.errors import InvalidResourceError, StructureError
-from app.fhir.models import _CATALOG, RESOURCE_TYPES, is_resource_type, validate
+from app.fhir.models import (
+    _CATALOG,
+    _REQUIRED_CODES,
+    RESOURCE_TYPES,
+    _required_code_issues,
+    is_resource_type,
+    model_class,
+    validate,
+)
 from tests.helpers import ketamine_administration, pain_observation
+from tests.search.test_extract import FIXTURES, fixture_resources
 
 
 def test_catalog_file_matches_the_installed_models() -> None:
@@ -63,3 +77,51 @@ def test_not_a_resource_is_a_structure_error() -> None:
     for data in ([], "x", {}, {"resourceType": 5}):
         with pytest.raises(StructureError):
             validate(data, "Observation")
+
+
+# -- the pruned walk of required codes and reference targets --------------------------------------
+_BOUND_KEYS = {alias for elements in _REQUIRED_CODES.values() for alias in elements}
+_CASE_BUNDLE = Path(__file__).parents[2] / "app" / "case" / "data" / "ketamine-case-bundle.json"
+
+
+def _broken(node: Any) -> Any:
+    """Every bound-looking code made an unknown code, every reference a reference to Basic:
+    what the walk must report, wherever it sits."""
+    if isinstance(node, dict):
+        return {
+            key: "Basic/zz"
+            if key == "reference" and isinstance(value, str)
+            else "zz-unknown"
+            if key in _BOUND_KEYS and isinstance(value, str)
+            else _broken(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_broken(item) for item in node]
+    return node
+
+
+def _walks_agree(resources: list[dict[str, Any]]) -> int:
+    """Asserts the pruned walk finds what the full walk finds; returns how many issues."""
+    found = 0
+    for resource in resources:
+        kind = resource["resourceType"]
+        try:
+            instance = model_class(kind).model_validate(_broken(resource))
+        except (ValidationError, ValueError, TypeError):
+            continue  # a mutation the models refuse themselves: nothing left to walk
+        full = sorted(i.diagnostics for i in _required_code_issues(instance, kind, prune=False))
+        pruned = sorted(i.diagnostics for i in _required_code_issues(instance, kind))
+        assert pruned == full, kind
+        found += len(full)
+    return found
+
+
+def test_the_pruned_walk_finds_every_issue_the_full_walk_finds_in_the_case() -> None:
+    bundle = json.loads(_CASE_BUNDLE.read_bytes())
+    assert _walks_agree([e["resource"] for e in bundle["entry"]]) > 100
+
+
+@pytest.mark.skipif(not fixture_resources(), reason=f"shared fixtures absent ({FIXTURES})")
+def test_the_pruned_walk_finds_every_issue_the_full_walk_finds_in_the_fixtures() -> None:
+    assert _walks_agree(list(fixture_resources())) > 1000

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from app.search.extract import compile_expression, fhirpath_extractor
-from app.search.index_values import fold
+from app.search.index_values import fold, tokens
 from app.search.indexer import index_rows
 from app.search.registry import expression_for, params_for
 
@@ -318,3 +318,12 @@ def test_root_keys_of_expression_shapes() -> None:
     assert root_keys("Observation.component.code") == {"component"}
     assert root_keys("Observation") is None
     assert root_keys("Bundle.entry[0].resource") is None
+
+
+def test_a_concepts_text_is_a_row_of_its_own_only_when_no_display_carries_it() -> None:
+    coding = {"system": LOINC, "code": "72514-3", "display": "Pain severity"}
+    same = tokens({"coding": [coding], "text": "PAIN  Severity"})
+    assert same == [(LOINC, "72514-3", "pain severity")]
+    other = tokens({"coding": [coding], "text": "How much it hurts"})
+    assert other == [(LOINC, "72514-3", "pain severity"), (None, None, "how much it hurts")]
+    assert tokens({"text": "Pain"}) == [(None, None, "pain")]
