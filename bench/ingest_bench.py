@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -192,6 +193,7 @@ def main() -> int:
                 f"{steady} |"
             )
             print(lines[-1], flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
     report = "\n".join(lines)
     print(report)
     out = ROOT / "bench" / "results"
