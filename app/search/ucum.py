@@ -32,12 +32,15 @@ registry is only ever touched under ``_LOCK``.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import threading
 import warnings
 from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, NamedTuple
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
@@ -152,23 +155,61 @@ def _compile(code: str) -> tuple[float, str] | None:
     return _round(factor), _unit_string(powers)
 
 
+# The codes of FHIR's ucum-common value set, computed by ucum_gen.py: code -> [factor, unit]
+# or None. A code found here needs neither the parser nor the registry.
+COMMON_PATH = Path(__file__).parent / "data" / "ucum_common.json"
+_COMMON: dict[str, list[Any] | None] = json.loads(COMMON_PATH.read_text())
+
+
 @lru_cache(maxsize=4096)
 def is_valid(code: str) -> bool:
     """Whether ``code`` is a UCUM expression (special and arbitrary units included)."""
-    from ucumvert import parse_ucum
-
     if not code or len(code) > MAX_CODE_LENGTH:
         return False
+    return code in _COMMON or _ANNOTATION.fullmatch(code) is not None or parses(code)
+
+
+def parses(code: str) -> bool:
+    """Whether the UCUM grammar accepts ``code``, asked of the parser (not the table)."""
+    from ucumvert import parse_ucum
+
     with _LOCK:
         try:
-            parse_ucum(code, _ucum().parser)
+            parse_ucum(code, _parser())
         except Exception:  # lark's parse errors share no base class worth naming here
             return False
     return True
 
 
+_grammar: Any = None
+
+
+def _parser() -> Any:
+    """The UCUM parser alone (caller holds ``_LOCK``): validity needs no pint registry."""
+    global _grammar
+    if _grammar is None:
+        from ucumvert import get_ucum_parser
+
+        _grammar = _state.parser if _state is not None else get_ucum_parser()
+    return _grammar
+
+
+# A bare annotation (`{score}`) is the unit 1 (UCUM §6.4): the value set lists none of them.
+_ANNOTATION = re.compile(r"\{[!-z|~]*\}")
+
+
 @lru_cache(maxsize=4096)
 def _converter(code: str) -> tuple[float, str] | None:
+    if _ANNOTATION.fullmatch(code):
+        return 1.0, "1"
+    if code in _COMMON:
+        found = _COMMON[code]
+        return (float(found[0]), str(found[1])) if found is not None else None
+    return compiled(code)
+
+
+def compiled(code: str) -> tuple[float, str] | None:
+    """The factor and canonical unit of ``code`` computed by the registry (not the table)."""
     with _LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

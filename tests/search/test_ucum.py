@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from app.search import ucum
 from app.search.ucum import MAX_CODE_LENGTH, UCUM_SYSTEM, canonical
 
 MASS = "g"
@@ -284,3 +289,36 @@ def test_cached_call_is_cheap() -> None:
     per_call = (time.perf_counter() - start) / n
     assert per_call < 50e-6  # ~1 us measured; generous bound for slow CI machines
     assert math.isfinite(per_call)
+
+
+# -- the precomputed common codes (app/search/ucum_gen.py) -----------------------------------------
+def test_the_common_codes_table_equals_what_the_registry_computes() -> None:
+    table = json.loads(ucum.COMMON_PATH.read_text())
+    assert len(table) > 1300  # FHIR's ucum-common value set, less 18 codes UCUM's grammar refuses
+    assert table["mg"] == [0.001, "g"]
+    assert table["Cel"] is None
+    wrong = {
+        code: (found, ucum.compiled(code))
+        for code, found in table.items()
+        if (tuple(found) if found is not None else None) != ucum.compiled(code)
+        or not ucum.parses(code)
+    }
+    assert wrong == {}, "run: python -m app.search.ucum_gen PACKAGE_DIR"
+
+
+@pytest.mark.parametrize("code", ["{score}", "{T-score}", "{}", "{a b}", "{x{y}", "{é}", "{~|}"])
+def test_a_bare_annotation_is_the_unit_one_exactly_when_the_grammar_says_so(code: str) -> None:
+    assert ucum.is_valid(code) == ucum.parses(code)
+    assert ucum._converter.__wrapped__(code) == ucum.compiled(code)
+
+
+def test_common_codes_and_annotations_need_no_pint_registry() -> None:
+    """The registry costs ~0.5 s per process (each bulk-load worker): the usual codes skip it."""
+    script = (
+        "from app.search import ucum; "
+        "assert ucum.canonical(1063, 'mg') == (1.063, 'g'); "
+        "assert ucum.canonical(6, '{score}') == (6.0, '1'); "
+        "assert ucum.is_valid('mm[Hg]') and ucum.is_valid('{score}'); "
+        "assert ucum._state is None, 'the registry was built'"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
