@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -64,13 +65,13 @@ class IndexRows:
     def count(self) -> int:
         return sum(len(getattr(self, kind)) for kind in TABLE_KINDS)
 
-    def table_rows(self, kind: str) -> list[tuple[Any, ...]]:
+    def table_rows(self, kind: str) -> Collection[tuple[Any, ...]]:
         """The rows of one index table, each as its columns after res_key and resource_type
-        and before seq."""
-        rows = getattr(self, kind)
+        and before seq (only token rows gain a column: the patient)."""
+        rows: Collection[tuple[Any, ...]] = getattr(self, kind)
         if kind == "token":
             return [(*row, self.patient) for row in rows]
-        return list(rows)
+        return rows
 
 
 # -- tokens --------------------------------------------------------------------------------------
