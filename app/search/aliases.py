@@ -5,7 +5,10 @@ Many spec parameters select a subset or a union of what others already index:
   whose target type is Patient;
 - `Observation.combo-code` is `Observation.code | Observation.component.code`: the rows of `code`
   and of `component-code` together;
-- two parameters with the same expression hold the same rows.
+- two parameters with the same expression hold the same rows;
+- `Observation.code-value-quantity` pairs each of the resource's codes with each of its values,
+  so "a row matching both components" is "a code row and a value row matching each": it is read
+  from the rows of `code` and of `value-quantity` (PAIRED below) and stores none of its own.
 
 Every index entry costs a B-tree page write at commit (docs/architecture.md, "where a write's
 time goes"), and a pain Observation's rows were a third aliases. The indexer skips aliases and
@@ -29,10 +32,26 @@ _RESOLVE_IS = re.compile(r"^(.+)\.where\(\s*resolve\(\)\s+is\s+([A-Za-z]+)\s*\)$
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """Where a parameter's rows live: under `codes`, restricted to references of `target_type`."""
+    """Where a parameter's rows live: under `codes`, restricted to references of `target_type`;
+    for a composite, also `pairs`: (first, second) parameters whose rows on one resource pair up
+    as the composite's (a resource matches when it has a row of each matching its component)."""
 
     codes: tuple[str, ...]
     target_type: str | None = None
+    pairs: tuple[tuple[str, str], ...] = ()
+
+
+# Composites rooted at the resource itself: every value of the first component pairs with every
+# value of the second, so the rows are the two parameters' rows crossed. Listed rather than
+# derived because each second component must give exactly its parameter's rows, which the
+# expressions do not show: value-quantity also reads SampledData (no quantity to index, so the
+# same rows), while value-string also reads CodeableConcept.text, so code-value-string keeps rows
+# of its own. tests/search/test_aliases.py checks every pairing over every fixture.
+PAIRED: dict[tuple[str, str], tuple[str, str]] = {
+    ("Observation", "code-value-quantity"): ("code", "value-quantity"),
+    ("Observation", "code-value-concept"): ("code", "value-concept"),
+    ("Observation", "code-value-date"): ("code", "value-date"),
+}
 
 
 def _unwrap(expression: str) -> str:
@@ -69,15 +88,22 @@ def indexed_params(resource_type: str) -> dict[str, SearchParamDef]:
         code: definition
         for code, definition in params_for(resource_type).items()
         if code not in aliases
+        and (resource_type, code) not in PAIRED
         and code not in RESOURCE_COLUMNS
         and definition.type != "special"
         and expression_for(definition, resource_type)
     }
 
 
+@cache
 def stored_as(resource_type: str, code: str) -> Stored:
     """Where the rows of `code` on `resource_type` are stored (itself unless it is an alias)."""
-    return _aliases(resource_type).get(code) or Stored((code,))
+    stored = _aliases(resource_type).get(code) or Stored((code,))
+    pairs = tuple(PAIRED[(resource_type, c)] for c in stored.codes if (resource_type, c) in PAIRED)
+    if not pairs:
+        return stored
+    codes = tuple(c for c in stored.codes if (resource_type, c) not in PAIRED)
+    return Stored(codes, stored.target_type, pairs)
 
 
 @cache

@@ -17,10 +17,12 @@ from app.search.registry import (
     by_url,
     expression_for,
     params_for,
+    split_union,
 )
 
 # Bump when a change to extraction or normalisation changes the rows of stored resources.
-_EXTRACTION_VERSION = 4  # 3: token rows carry the patient; 4: a concept's text once
+_EXTRACTION_VERSION = 5  # 3: token rows carry the patient; 4: a concept's text once;
+# 5: resource-rooted composites read from their components' rows (aliases.PAIRED)
 
 
 @cache
@@ -33,7 +35,14 @@ def index_fingerprint() -> str:
 
 def _relative(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
     """A composite component's expression, relative to its root element (`code`,
-    `value.as(Quantity)`, `valueQuantity`)."""
+    `value.as(Quantity)`, `value.as(DateTime) | value.as(Period)`)."""
+    branches = [_relative_path(branch) for branch in split_union(expression)]
+    if len(branches) == 1:
+        return branches[0]
+    return lambda root: [value for branch in branches for value in branch(root)]
+
+
+def _relative_path(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
     steps: list[str] = []
     for part in expression.strip().split("."):
         cast = re.fullmatch(r"as\(([A-Za-z]+)\)", part.strip())

@@ -20,6 +20,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -157,12 +158,18 @@ def _quantity(
     return and_(*conds)
 
 
-def _reference(t: Table, value: ReferenceValue) -> ColumnElement[bool]:
+def _reference(
+    t: Table, value: ReferenceValue, targets: tuple[str, ...] = ()
+) -> ColumnElement[bool]:
+    """A bare id (`subject=123`) matches references to it of each of the parameter's target
+    types: the type leads the index that answers references (app/storage/tables.py)."""
     local = None
     if value.target_id is not None:
         local = t.c.target_id == value.target_id
         if value.target_type is not None:
             local = and_(local, t.c.target_type == value.target_type)
+        elif targets:
+            local = and_(local, t.c.target_type.in_(targets))
     if value.url is not None:
         by_url_cond = t.c.url == value.url
         return or_(by_url_cond, local) if local is not None else by_url_cond
@@ -172,21 +179,56 @@ def _reference(t: Table, value: ReferenceValue) -> ColumnElement[bool]:
 
 def _composite(t: Table, criterion: Criterion, value: CompositeValue) -> ColumnElement[bool]:
     first = _token(t, value.first, "c1_system", "c1_code")
+    return and_(first, _component(t, _second_type(criterion), value.second, "c2_"))
+
+
+def _second_type(criterion: Criterion) -> str:
     assert criterion.definition is not None
     second_def = by_url(criterion.definition.components[1][0])
     assert second_def is not None
-    second = value.second
-    if second_def.type == "token":
-        cond = _token(t, second, "c2_system", "c2_code")
-    elif second_def.type == "quantity":
-        cond = _quantity(t, second, "c2_")
-    elif second_def.type == "date":
-        cond = _date_value(second, t.c.c2_low, t.c.c2_high)
-    elif second_def.type == "number":
-        cond = _range(second.prefix, second.low, second.high, second, t.c.c2_value)
-    else:
-        cond = t.c.c2_text.like(_like_prefix(fold(second)), escape="\\")
-    return and_(first, cond)
+    return second_def.type
+
+
+def _component(t: Any, kind: str, value: Any, prefix: str) -> ColumnElement[bool]:
+    """A composite's second component against `t`: a composite row's c2_ columns (prefix
+    "c2_") or the rows of the component's own parameter (prefix "")."""
+    if kind == "token":
+        return _token(t, value, prefix + "system", prefix + "code")
+    if kind == "quantity":
+        return _quantity(t, value, prefix)
+    if kind == "date":
+        return _date_value(value, t.c[prefix + "low"], t.c[prefix + "high"])
+    if kind == "number":
+        return _range(value.prefix, value.low, value.high, value, t.c[prefix + "value"])
+    column = t.c.c2_text if prefix else t.c.norm
+    return column.like(_like_prefix(fold(value)), escape="\\")
+
+
+def _paired_keys(criterion: Criterion, pair: tuple[str, str]) -> Select[Any]:
+    """Keys of resources with a row of the pair's first parameter and one of its second that
+    match a value's components (app/search/aliases.py, PAIRED): the first's token rows drive,
+    the second's rows of each candidate are probed by primary key."""
+    first, second = pair
+    kind = _second_type(criterion)
+    rt = criterion.resource_type
+    tokens = INDEX_TABLES["token"].alias()
+    rows = INDEX_TABLES[kind].alias()
+
+    def second_rows(*conds: ColumnElement[bool]) -> ColumnElement[bool]:
+        return (
+            select(literal(1))
+            .where(rows.c.res_key == tokens.c.res_key, rows.c.param == second, *conds)
+            .exists()
+        )
+
+    base = [tokens.c.resource_type == rt, tokens.c.param == first]
+    if criterion.modifier == "missing":
+        return select(tokens.c.res_key).where(*base, tokens.c.code.is_not(None), second_rows())
+    matches = [
+        and_(_token(tokens, value.first), second_rows(_component(rows, kind, value.second, "")))
+        for value in criterion.values
+    ]
+    return select(tokens.c.res_key).where(*base, or_(*matches))
 
 
 Spans = Mapping[tuple[str, str], int]
@@ -228,7 +270,7 @@ def _value_condition(
     if kind == "quantity":
         return _quantity(t, value)
     if kind == "reference":
-        return _reference(t, value)
+        return _reference(t, value, criterion.definition.targets if criterion.definition else ())
     if kind == "uri":
         if modifier == "below":
             return t.c.value.like(_like_prefix(value), escape="\\")
@@ -289,6 +331,14 @@ def matching_keys(
                 )
             )
         return select(row.c.res_key).where(_type_filter(row.c.resource_type, rt), match), False
+    if criterion.kind == "composite" and (pairs := stored_as(rt, criterion.code).pairs):
+        return _composite_keys(criterion, pairs), criterion.missing is True
+    return _stored_keys(criterion, spans)
+
+
+def _stored_keys(criterion: Criterion, spans: Spans | None) -> tuple[Select[Any], bool]:
+    """matching_keys of a criterion answered from its parameter's own index rows."""
+    rt = criterion.resource_type
     table = INDEX_TABLES[criterion.kind]
     suffix = ":of-type" if criterion.modifier == "of-type" else ""
     base = [
@@ -303,6 +353,20 @@ def matching_keys(
     combined = and_(*conds) if criterion.same_row else or_(*conds)
     keys = select(table.c.res_key).where(*base, combined)
     return keys, criterion.modifier == "not"
+
+
+def _composite_keys(criterion: Criterion, pairs: tuple[tuple[str, str], ...]) -> Select[Any]:
+    """A composite read from parameter pairs, and from its own rows where it has stored ones
+    (combo-code-value-quantity: code-value-quantity's pair and component-code-value-quantity's
+    rows). More than one source becomes a UNION ALL of keys: duplicates are harmless where
+    keys are used (DISTINCT drivers, IN and EXISTS)."""
+    parts = [_paired_keys(criterion, pair) for pair in pairs]
+    if stored_as(criterion.resource_type, criterion.code).codes:
+        parts.append(_stored_keys(criterion, None)[0])
+    if len(parts) == 1:
+        return parts[0]
+    keys = union_all(*parts).subquery()
+    return select(keys.c.res_key)
 
 
 def _negated(criterion: Criterion | Chain | Has) -> bool:
@@ -485,6 +549,8 @@ _SELECTIVITY = {
 
 
 def _rank(criterion: Criterion | Chain | Has) -> int:
+    if isinstance(criterion, Criterion) and criterion.modifier == "missing":
+        return 11  # presence selects most of a parameter's rows: a probe, unless alone
     if isinstance(criterion, Chain):
         return 1  # a chain usually resolves to a few targets (an identifier, a name)
     if isinstance(criterion, Has):

@@ -66,11 +66,42 @@ def test_the_aliases_of_the_pain_search_types() -> None:
     assert stored_as("Encounter", "practitioner") == Stored(("participant",), "Practitioner")
     # a parameter of its own expression stays itself, and what holds rows is never an alias
     assert stored_as("Observation", "code") == Stored(("code",))
+    assert stored_as("Observation", "code-value-quantity") == Stored(
+        (), pairs=(("code", "value-quantity"),)
+    )
+    assert stored_as("Observation", "combo-code-value-quantity") == Stored(
+        ("component-code-value-quantity",), pairs=(("code", "value-quantity"),)
+    )
     assert stored_as("AllergyIntolerance", "patient") == Stored(("patient",))
     for resource_type in ("Observation", "Patient", "Encounter", "Condition"):
         stored = set(indexed_params(resource_type))
         for code in params_for(resource_type):
             assert set(stored_as(resource_type, code).codes) <= stored | {code}
+
+
+def _second_values(kind: str, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """A stored row of a composite's second parameter as the composite row's c2_ columns."""
+    if kind == "quantity":
+        _, value, system, code, canon_value, canon_code = row
+        return (system, code, value, canon_value, canon_code, None, None, None)
+    if kind == "token":
+        return None if row[2] is None else (row[1], row[2], *[None] * 6)
+    if kind == "date":
+        return (*[None] * 5, row[1], row[2], None)
+    raise AssertionError(kind)
+
+
+def _paired(stored: IndexRows, resource_type: str, pair: tuple[str, str]) -> set[tuple[Any, ...]]:
+    """The rows of a composite read from a pair: every first code with every second value."""
+    first, second = pair
+    kind = params_for(resource_type)[second].type
+    seconds = [
+        values
+        for row in getattr(stored, kind)
+        if row[0] == second and (values := _second_values(kind, row)) is not None
+    ]
+    codes = [row[1:3] for row in stored.token if row[0] == first and row[2] is not None]
+    return {(*code, *values) for code in codes for values in seconds}
 
 
 def _derived(resource: dict[str, Any], full: IndexRows, stored: IndexRows) -> list[str]:
@@ -90,6 +121,9 @@ def _derived(resource: dict[str, Any], full: IndexRows, stored: IndexRows) -> li
                     if row[0] in {c + suffix for c in alias.codes}
                     and (alias.target_type is None or row[1] == alias.target_type)
                 }
+                if kind == "composite" and not suffix:
+                    for pair in alias.pairs:
+                        derived |= _paired(stored, resource_type, pair)
                 if own != derived:
                     problems.append(
                         f"{resource_type}/{resource.get('id')} {code}{suffix}: "
