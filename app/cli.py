@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | migrate | load | load-case`."""
+"""Command line: `python -m app serve | migrate | load | load-case | dev-token`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,21 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
+    if not settings.auth_enabled and args.host not in _LOOPBACK:
+        if not settings.insecure_remote_without_auth:
+            print(
+                f"refusing to serve {args.host} without authorization: anyone who can reach "
+                "it could read and change every record. Configure FHIR_AUTH_JWKS, "
+                "FHIR_AUTH_ISSUER and FHIR_AUTH_AUDIENCE, or bind to 127.0.0.1, or set "
+                "FHIR_INSECURE_REMOTE_WITHOUT_AUTH=true if something in front of this server "
+                "does the authorization.",
+                file=sys.stderr,
+            )
+            return 2
+        logging.getLogger("app").warning(
+            "INSECURE: serving %s without authorization (FHIR_INSECURE_REMOTE_WITHOUT_AUTH)",
+            args.host,
+        )
     if settings.migrate_on_start:
         # Once here, before workers start, so they do not race each other.
         from app.storage.engine import make_engine, wait_for_database
@@ -33,6 +48,26 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         access_log=args.access_log,
     )
+    return 0
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _dev_token(args: argparse.Namespace) -> int:
+    from app.security.devkeys import DEV_AUDIENCE, mint
+
+    settings = get_settings()
+    token = mint(
+        settings.auth_dev_key,
+        [s for part in args.scope for s in part.split()],
+        patient=args.patient,
+        subject=args.sub,
+        client_id=args.client,
+        audience=settings.auth_audience or DEV_AUDIENCE,
+        lifetime_seconds=args.minutes * 60,
+    )
+    print(token)
     return 0
 
 
@@ -149,6 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip validation (for this server's own $export): only types and ids are checked",
     )
     loader.set_defaults(func=_load)
+    dev = commands.add_parser(
+        "dev-token",
+        help="mint an access token with the local development key (trusted only by a server "
+        "started with FHIR_AUTH_DEV=true)",
+    )
+    dev.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="SMART scopes, e.g. 'user/*.cruds' or 'system/Observation.rs' (repeatable)",
+    )
+    dev.add_argument("--patient", help="the patient in context (the token's patient claim)")
+    dev.add_argument("--sub", default="dev-user", help="the token's subject")
+    dev.add_argument("--client", default="dev-client", help="the token's client_id")
+    dev.add_argument("--minutes", type=int, default=60, help="lifetime")
+    dev.set_defaults(func=_dev_token)
     return parser
 
 

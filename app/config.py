@@ -38,6 +38,25 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(10_000, alias="FHIR_SQLITE_BUSY_TIMEOUT_MS", ge=0)
     log_level: str = Field("info", alias="FHIR_LOG_LEVEL")
 
+    # Authorization: the server is a SMART on FHIR resource server when FHIR_AUTH_JWKS (an
+    # https URL or a file of the authorization server's JWKS) is set, with the issuer and
+    # audience tokens must carry; or, for local use, when FHIR_AUTH_DEV trusts the development
+    # key of `python -m app dev-token`. With neither, everyone is answered and `serve` binds to
+    # loopback only unless FHIR_INSECURE_REMOTE_WITHOUT_AUTH says otherwise.
+    auth_jwks: str = Field("", alias="FHIR_AUTH_JWKS")
+    auth_issuer: str = Field("", alias="FHIR_AUTH_ISSUER")
+    auth_audience: str = Field("", alias="FHIR_AUTH_AUDIENCE")
+    auth_dev: bool = Field(False, alias="FHIR_AUTH_DEV")
+    auth_dev_key: Path = Field(Path("data") / "dev-signing-key.pem", alias="FHIR_AUTH_DEV_KEY")
+    # Advertised in /.well-known/smart-configuration and the CapabilityStatement.
+    auth_authorize_url: str = Field("", alias="FHIR_AUTH_AUTHORIZE_URL")
+    auth_token_url: str = Field("", alias="FHIR_AUTH_TOKEN_URL")
+    insecure_remote_without_auth: bool = Field(False, alias="FHIR_INSECURE_REMOTE_WITHOUT_AUTH")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_jwks) or self.auth_dev
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

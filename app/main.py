@@ -6,12 +6,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app.api import errors
+from app.api.auth import authenticate
+from app.api.auth import public as public_router
 from app.api.context import Runtime
 from app.api.export_routes import router as export_router
 from app.api.operation_routes import router as operation_router
+from app.api.routes import public_router as public_fhir_router
 from app.api.routes import router
 from app.config import Settings, get_settings
 from app.fhir import (  # noqa: F401 - they register their capabilities
@@ -20,6 +23,7 @@ from app.fhir import (  # noqa: F401 - they register their capabilities
 )
 from app.fhir.service import ResourceService
 from app.search.ucum import canonical
+from app.security.setup import build_verifier
 from app.storage.engine import is_sqlite, make_engine, wait_for_database
 from app.storage.migrate import upgrade
 from app.storage.sql_store import SqlStore
@@ -32,6 +36,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        verifier = build_verifier(settings)  # bad authorization settings stop start-up
+        if verifier is None:
+            log.warning(
+                "NO AUTHORIZATION IS CONFIGURED: every request is answered, with every "
+                "resource. Set FHIR_AUTH_JWKS, FHIR_AUTH_ISSUER and FHIR_AUTH_AUDIENCE to "
+                "require SMART on FHIR access tokens."
+            )
         engine = make_engine(settings)
         try:
             wait_for_database(engine, settings.db_wait_seconds)
@@ -42,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.db_calls == "auto" and is_sqlite(engine)
             )
             store = SqlStore(engine)
-            app.state.runtime = Runtime(settings, ResourceService(store), inline, store)
+            app.state.runtime = Runtime(settings, ResourceService(store), inline, store, verifier)
             log.info("serving FHIR R4B at /fhir on %s", engine.url.render_as_string())
             yield
         finally:
@@ -55,10 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    protected = [Depends(authenticate)]
+    app.include_router(public_router)
+    app.include_router(public_fhir_router)
     # before `router`: its /{type}/{id} would take /Patient/$export
-    app.include_router(export_router)
-    app.include_router(operation_router)
-    app.include_router(router)
+    app.include_router(export_router, dependencies=protected)
+    app.include_router(operation_router, dependencies=protected)
+    app.include_router(router, dependencies=protected)
     return app
 
 

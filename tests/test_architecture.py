@@ -13,6 +13,7 @@ APP = Path(__file__).resolve().parents[1] / "app"
 FORBIDDEN = {
     "app.fhir": (
         "app.api",
+        "app.security",
         "app.storage",
         "fastapi",
         "starlette",
@@ -21,7 +22,9 @@ FORBIDDEN = {
         "alembic",
         "uvicorn",
     ),
-    "app.storage": ("app.api", "fastapi", "starlette"),
+    "app.storage": ("app.api", "app.security", "fastapi", "starlette"),
+    # tokens and keys: no HTTP framework, no storage
+    "app.security": ("app.api", "app.storage", "fastapi", "starlette", "sqlalchemy", "sqlmodel"),
     # clinical logic knows FHIR resources as data only: no service, no storage, no HTTP
     "app.clinical": (
         "app.api",

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.fhir.errors import BadRequestError, PayloadTooLargeError
 from app.fhir.export import ExportStore
 from app.fhir.service import ResourceService
+from app.security.tokens import TokenVerifier
 
 T = TypeVar("T")
 
@@ -23,6 +24,7 @@ class Runtime:
     service: ResourceService
     inline: bool  # run blocking database work on the event loop (see Settings.db_calls)
     exports: ExportStore
+    verifier: TokenVerifier | None = None  # None: no authorization configured
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:

@@ -8,11 +8,17 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from app.api.auth import access
 from app.api.context import base_url, runtime
 from app.fhir import export
 from app.fhir.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
+
+
+def _owner(request: Request) -> str | None:
+    allowed = access(request)
+    return None if allowed.everyone else f"{allowed.client_id}|{allowed.subject}"
 
 
 async def _kick_off(request: Request, level: str) -> Response:
@@ -23,7 +29,18 @@ async def _kick_off(request: Request, level: str) -> Response:
             "$export runs asynchronously: send the header Prefer: respond-async", ("Prefer",)
         )
     params = list(request.query_params.multi_items())
-    job = await rt.call(export.kick_off, rt.exports, level, str(request.url), params)
+    allowed = access(request)
+    types = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+    if level == "patient":
+        allowed.require("Patient", "s")
+    if types:
+        for resource_type in types:
+            allowed.require(resource_type, "s")
+    else:
+        allowed.require_all_types("s", "$export of every resource type (no _type)")
+    job = await rt.call(
+        export.kick_off, rt.exports, level, str(request.url), params, _owner(request)
+    )
     thread = threading.Thread(
         target=export.run,
         args=(rt.exports, job, rt.settings.export_dir),
@@ -51,7 +68,7 @@ async def export_patients(request: Request) -> Response:
 @router.get("/$export-status/{job_id}", summary="export status: progress, or the manifest")
 async def export_status(request: Request, job_id: str) -> Response:
     rt = runtime(request)
-    job = await rt.call(rt.exports.get_job, job_id)
+    job = await rt.call(export.owned_job, rt.exports, job_id, _owner(request))
     if job is None or job.status == "cancelled":
         raise NotFoundError(f"No export job {job_id}", ("job",))
     if job.status == "accepted":
@@ -66,12 +83,14 @@ async def export_status(request: Request, job_id: str) -> Response:
 @router.delete("/$export-status/{job_id}", summary="cancel an export, or delete its files")
 async def export_cancel(request: Request, job_id: str) -> Response:
     rt = runtime(request)
-    await rt.call(export.cancel, rt.exports, job_id, rt.settings.export_dir)
+    await rt.call(export.cancel, rt.exports, job_id, rt.settings.export_dir, _owner(request))
     return Response(status_code=202)
 
 
 @router.get("/$export-file/{job_id}/{name}", summary="one NDJSON file of a complete export")
 async def export_file(request: Request, job_id: str, name: str) -> Response:
     rt = runtime(request)
-    path = await rt.call(export.file_path, rt.exports, rt.settings.export_dir, job_id, name)
+    path = await rt.call(
+        export.file_path, rt.exports, rt.settings.export_dir, job_id, name, _owner(request)
+    )
     return FileResponse(path, media_type=export.NDJSON)

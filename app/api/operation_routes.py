@@ -11,12 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api import negotiation
+from app.api.auth import access
 from app.api.context import base_url, read_body, runtime
 from app.api.responses import fhir_response
 from app.api.routes import read
 from app.fhir import jsonio, operations
 from app.fhir.bundles import searchset_bundle
+from app.fhir.errors import ForbiddenError
 from app.fhir.formats import parse_resource
+from app.fhir.models import RESOURCE_TYPES
 from app.fhir.operation_definitions import DEFINITIONS
 from app.fhir.store import SearchPage
 
@@ -31,8 +34,31 @@ async def _pairs(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in pairs if k not in ("_format", "_pretty")]
 
 
-async def _parameters(request: Request, operation: Any, patient_id: str | None) -> Response:
+# What each operation reads, so what the access token must allow (read r, search s).
+_PATIENT_COURSE = (
+    ("Patient", "r"),
+    ("Observation", "s"),
+    ("MedicationAdministration", "s"),
+    ("Medication", "r"),
+)
+_PATIENT_CONDITIONS = (("Patient", "r"), ("Condition", "s"))
+_OBSERVATIONS = (("Observation", "s"),)
+
+
+def _require(request: Request, needs: tuple[tuple[str, str], ...]) -> None:
+    allowed = access(request)
+    for resource_type, interaction in needs:
+        allowed.require(resource_type, interaction)
+
+
+async def _parameters(
+    request: Request,
+    operation: Any,
+    patient_id: str | None,
+    needs: tuple[tuple[str, str], ...] = _PATIENT_COURSE,
+) -> Response:
     """Run an operation that answers Parameters, with the request's parameters."""
+    _require(request, needs)
     rt = runtime(request)
     pairs = await _pairs(request)
     result = await rt.call(operation, rt.service, patient_id, pairs)
@@ -63,7 +89,7 @@ async def liver_safety(request: Request, patient_id: str) -> Response:
 )
 @router.post("/$fibromyalgia-criteria", include_in_schema=False)
 async def fibromyalgia_criteria(request: Request) -> Response:
-    return await _parameters(request, operations.fibromyalgia_criteria, None)
+    return await _parameters(request, operations.fibromyalgia_criteria, None, ())
 
 
 @router.get(
@@ -72,7 +98,9 @@ async def fibromyalgia_criteria(request: Request) -> Response:
 )
 @router.post("/Patient/{patient_id}/$fibromyalgia-criteria", include_in_schema=False)
 async def fibromyalgia_criteria_patient(request: Request, patient_id: str) -> Response:
-    return await _parameters(request, operations.fibromyalgia_criteria, patient_id)
+    return await _parameters(
+        request, operations.fibromyalgia_criteria, patient_id, _PATIENT_CONDITIONS
+    )
 
 
 @router.get(
@@ -94,7 +122,16 @@ async def operation_definition(request: Request, name: str) -> Response:
 )
 async def everything(request: Request, patient_id: str) -> Response:
     rt = runtime(request)
+    allowed = access(request)
+    allowed.require("Patient", "r")
     pairs = list(request.query_params.multi_items())
+    if not allowed.allows_all_types("s"):
+        # only the types the token may read come back: an explicit _type of them
+        asked = [t.strip() for k, v in pairs if k == "_type" for t in v.split(",") if t.strip()]
+        types = [t for t in (asked or RESOURCE_TYPES) if allowed.readable(t)]
+        if not types:
+            raise ForbiddenError("The access token's scopes allow reading none of these types")
+        pairs = [*((k, v) for k, v in pairs if k != "_type"), ("_type", ",".join(types))]
     search, page = await rt.call(
         operations.everything,
         rt.service,
@@ -112,6 +149,7 @@ async def everything(request: Request, patient_id: str) -> Response:
 @router.get("/Observation/$stats", summary="stats: statistics of a subject's observations")
 @router.post("/Observation/$stats", include_in_schema=False)
 async def observation_stats(request: Request) -> Response:
+    _require(request, _OBSERVATIONS)
     rt = runtime(request)
     result = await rt.call(operations.stats, rt.service, await _pairs(request))
     return fhir_response(request, jsonio.dumps(result))
@@ -119,6 +157,7 @@ async def observation_stats(request: Request) -> Response:
 
 @router.get("/Observation/$lastn", summary="lastn: the most recent observations per code")
 async def lastn(request: Request) -> Response:
+    _require(request, _OBSERVATIONS)
     rt = runtime(request)
     pairs = [
         (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
@@ -133,6 +172,8 @@ async def lastn(request: Request) -> Response:
 
 
 async def _validate(request: Request, resource_type: str, resource_id: str | None) -> Response:
+    if resource_id is not None:  # it reads the stored resource
+        access(request).require(resource_type, "r")
     rt = runtime(request)
     body = None
     if request.method == "POST":
@@ -173,6 +214,7 @@ _COURSE_MEDIA = {"svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
     responses={200: {"content": {"image/svg+xml": {}, "text/html": {}}}},
 )
 async def clinical_course(request: Request, patient_id: str) -> Response:
+    _require(request, _PATIENT_COURSE)
     rt = runtime(request)
     pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format",)]
     wanted = request.query_params.get("_format", "")

@@ -3,6 +3,7 @@ one response."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from urllib.parse import parse_qsl
 
@@ -11,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api import negotiation
+from app.api.auth import access
 from app.api.context import base_url, read_body, runtime
 from app.api.responses import fhir_response, informational, resource_response, version_headers
 from app.fhir import jsonio
 from app.fhir.bundles import history_bundle, searchset_bundle
-from app.fhir.capability import capability_statement
+from app.fhir.capability import Security, capability_statement
 from app.fhir.errors import MethodNotAllowedError, UnsupportedMediaTypeError
 from app.fhir.formats import parse_resource
 from app.fhir.history import history_query
@@ -24,6 +26,9 @@ from app.fhir.service import WriteResult
 from app.fhir.transactions import BundleProcessor
 
 router = APIRouter(prefix="/fhir")
+# Answered without a token: what the server is (the CapabilityStatement), so clients can find
+# out how to get one.
+public_router = APIRouter(prefix="/fhir")
 
 _RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+json": {}}}
 
@@ -40,16 +45,27 @@ def _written(request: Request, result: WriteResult) -> Response:
     )
 
 
-@router.get("/metadata", summary="capabilities: the server's CapabilityStatement", tags=["system"])
+@public_router.get(
+    "/metadata", summary="capabilities: the server's CapabilityStatement", tags=["system"]
+)
 async def metadata(request: Request) -> Response:
-    multiple = runtime(request).settings.conditional_delete_multiple
-    return fhir_response(request, capability_statement(base_url(request), multiple))
+    settings = runtime(request).settings
+    security = Security(settings.auth_enabled, settings.auth_authorize_url, settings.auth_token_url)
+    statement = capability_statement(
+        base_url(request), settings.conditional_delete_multiple, security
+    )
+    return fhir_response(request, statement)
 
 
 async def _history(
     request: Request, resource_type: str | None, resource_id: str | None
 ) -> Response:
     rt = runtime(request)
+    allowed = access(request)
+    if resource_type is None:
+        allowed.require_all_types("s", "History of the whole server")
+    else:
+        allowed.require(resource_type, "r" if resource_id else "s")
     query, kept, cursor = history_query(
         request.query_params,
         resource_type,
@@ -68,6 +84,15 @@ async def _search(
     request: Request, resource_types: tuple[str, ...], pairs: list[tuple[str, str]]
 ) -> Response:
     rt = runtime(request)
+    allowed = access(request)
+    if resource_types:
+        for resource_type in resource_types:
+            allowed.require(resource_type, "s")
+    elif not allowed.allows_all_types("s"):
+        # a search of every type is a search of the types the token may search
+        resource_types = allowed.types_allowed("s")
+        if not resource_types:
+            allowed.require_all_types("s", "A search across resource types")
     search, page, outcome = await rt.call(
         rt.service.search,
         resource_types,
@@ -82,6 +107,10 @@ async def _search(
         if len(resource_types) == 1 and "_type" not in dict(pairs)
         else base
     )
+    if not allowed.everyone:
+        page = replace(
+            page, includes=[r for r in page.includes if allowed.readable(r.resource_type)]
+        )
     kept = [(k, v) for k, v in pairs if k != "_offset"]
     return fhir_response(request, searchset_bundle(base, search, page, link, kept, outcome))
 
@@ -166,6 +195,7 @@ async def vread(
     request: Request, resource_type: str, resource_id: str, version_id: str
 ) -> Response:
     rt = runtime(request)
+    access(request).require(require_resource_type(resource_type), "r")
     record = await rt.call(rt.service.vread, resource_type, resource_id, version_id)
     return resource_response(request, record)
 
@@ -179,9 +209,11 @@ async def vread(
 )
 async def create(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
-    require_resource_type(resource_type)
-    data = parse_resource(await read_body(request), negotiation.body_format(request))
     if_none_exist = request.headers.get("if-none-exist")
+    access(request).require(
+        require_resource_type(resource_type), "c", *("s" if if_none_exist is not None else "")
+    )
+    data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(rt.service.create, resource_type, data, if_none_exist)
     return _written(request, result)
 
@@ -191,6 +223,7 @@ async def create(request: Request, resource_type: str) -> Response:
 )
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
+    access(request).require(require_resource_type(resource_type), "r")
     record = await rt.call(rt.service.read, resource_type, resource_id)
     if negotiation.not_modified(request, record.version_id, record.last_updated):
         return Response(status_code=304, headers=version_headers(record))
@@ -205,12 +238,17 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
 )
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
-    require_resource_type(resource_type)
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "u")
     if_match = negotiation.if_match(request)
     only_if_absent = negotiation.if_none_match_any(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(
-        partial(rt.service.update, only_if_absent=only_if_absent),
+        partial(
+            rt.service.update,
+            only_if_absent=only_if_absent,
+            may_create=allowed.allows(resource_type, "c"),
+        ),
         resource_type,
         resource_id,
         data,
@@ -229,7 +267,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
 )
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
-    require_resource_type(resource_type)
+    access(request).require(require_resource_type(resource_type), "u")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
     operations = jsonio.loads(await read_body(request))
@@ -243,6 +281,7 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
 )
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
+    access(request).require(require_resource_type(resource_type), "d")
     if_match = negotiation.if_match(request)
     result = await rt.call(rt.service.delete, resource_type, resource_id, if_match)
     prefer = negotiation.prefer_return(request)
@@ -276,6 +315,7 @@ async def transaction(request: Request) -> Response:
         multiple_delete=rt.settings.conditional_delete_multiple,
         default_count=rt.settings.default_page_size,
         max_count=rt.settings.max_page_size,
+        access=access(request),
     )
     body = await rt.call(
         processor.process, bundle, base_url(request), negotiation.prefer_return(request)
@@ -302,11 +342,18 @@ def _condition(request: Request, what: str) -> str:
 )
 async def conditional_update(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
-    require_resource_type(resource_type)
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "u", "s")
     query = _condition(request, "PUT")
     if_match = negotiation.if_match(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
-    result = await rt.call(rt.service.conditional_update, resource_type, query, data, if_match)
+    result = await rt.call(
+        partial(rt.service.conditional_update, may_create=allowed.allows(resource_type, "c")),
+        resource_type,
+        query,
+        data,
+        if_match,
+    )
     return _written(request, result)
 
 
@@ -320,7 +367,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 )
 async def conditional_patch(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
-    require_resource_type(resource_type)
+    access(request).require(require_resource_type(resource_type), "u", "s")
     query = _condition(request, "PATCH")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
@@ -337,7 +384,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
 )
 async def conditional_delete(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
-    require_resource_type(resource_type)
+    access(request).require(require_resource_type(resource_type), "d", "s")
     query = _condition(request, "DELETE")
     results = await rt.call(
         rt.service.conditional_delete,

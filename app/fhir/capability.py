@@ -7,6 +7,7 @@ component and extend it (search parameters, operations), so metadata cannot drif
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -53,11 +54,59 @@ def resource_capability(resource_type: str, multiple_delete: bool = False) -> di
     return out
 
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+@dataclass(frozen=True)
+class Security:
+    """What rest.security says: SMART on FHIR when tokens are required, and where to get one."""
+
+    enabled: bool = False
+    authorize_url: str = ""
+    token_url: str = ""
+
+    def component(self) -> dict[str, Any]:
+        if not self.enabled:
+            return {
+                "cors": False,
+                "description": "No authorization is configured: this server answers every "
+                "request and listens on the loopback interface only.",
+            }
+        out: dict[str, Any] = {
+            "cors": False,
+            "service": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/"
+                            "restful-security-service",
+                            "code": "SMART-on-FHIR",
+                        }
+                    ],
+                    "text": "OAuth2 bearer tokens (JWT) with SMART on FHIR v1 and v2 scopes",
+                }
+            ],
+            "description": "Every request but GET /metadata and the .well-known/"
+            "smart-configuration needs Authorization: Bearer <JWT access token>.",
+        }
+        uris = [
+            {"url": name, "valueUri": url}
+            for name, url in (("authorize", self.authorize_url), ("token", self.token_url))
+            if url
+        ]
+        if uris:
+            out["extension"] = [{"url": OAUTH_URIS, "extension": uris}]
+        return out
+
+
 @lru_cache(maxsize=8)
-def capability_statement(base: str, multiple_delete: bool = False) -> bytes:
+def capability_statement(
+    base: str, multiple_delete: bool = False, security: Security = Security()
+) -> bytes:
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "FHIR R4B RESTful server for ketamine infusion therapy records",
+        "security": security.component(),
         "resource": [resource_capability(t, multiple_delete) for t in RESOURCE_TYPES],
         "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],

@@ -67,6 +67,20 @@ class StructureError(BadRequestError):
     issue_code = "structure"
 
 
+class UnauthorizedError(FhirError):
+    """No valid credentials: the API adds WWW-Authenticate (RFC 6750)."""
+
+    status = 401
+    issue_code = "login"
+
+
+class ForbiddenError(FhirError):
+    """Valid credentials that do not allow this."""
+
+    status = 403
+    issue_code = "forbidden"
+
+
 class NotFoundError(FhirError):
     status = 404
     issue_code = "not-found"

@@ -42,6 +42,7 @@ class ExportJob:
     progress: str | None = None
     output: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    owner: str | None = None  # who asked (token client and subject): only they may fetch it
 
 
 class ExportStore(Protocol):
@@ -65,7 +66,11 @@ class ExportStore(Protocol):
 
 
 def kick_off(
-    store: ExportStore, level: str, request_url: str, params: list[tuple[str, str]]
+    store: ExportStore,
+    level: str,
+    request_url: str,
+    params: list[tuple[str, str]],
+    owner: str | None = None,
 ) -> ExportJob:
     """Check the request's parameters and record the job (not yet run)."""
     unknown = sorted({k for k, _ in params} - _SUPPORTED)
@@ -93,7 +98,7 @@ def kick_off(
     since = None
     if "_since" in values:
         since = parse_range(values["_since"], "_since")[0]
-    job = ExportJob(new_id(), "accepted", request_url, level, types, since, now())
+    job = ExportJob(new_id(), "accepted", request_url, level, types, since, now(), owner=owner)
     store.save_job(job)
     return job
 
@@ -172,8 +177,17 @@ def manifest(job: ExportJob, files_url: str) -> dict[str, Any]:
     }
 
 
-def cancel(store: ExportStore, job_id: str, directory: Path) -> None:
+def owned_job(store: ExportStore, job_id: str, owner: str | None) -> ExportJob | None:
+    """The job, if `owner` may see it (a job kicked off with a token belongs to that token's
+    client and subject; others are told it does not exist)."""
     job = store.get_job(job_id)
+    if job is None or (job.owner is not None and job.owner != owner):
+        return None
+    return job
+
+
+def cancel(store: ExportStore, job_id: str, directory: Path, owner: str | None = None) -> None:
+    job = owned_job(store, job_id, owner)
     if job is None or job.status == "cancelled":
         raise NotFoundError(f"No export job {job_id}", ("job",))
     if job.status == "accepted":
@@ -184,8 +198,10 @@ def cancel(store: ExportStore, job_id: str, directory: Path) -> None:
     shutil.rmtree(directory / job_id, ignore_errors=True)
 
 
-def file_path(store: ExportStore, directory: Path, job_id: str, name: str) -> Path:
-    job = store.get_job(job_id)
+def file_path(
+    store: ExportStore, directory: Path, job_id: str, name: str, owner: str | None = None
+) -> Path:
+    job = owned_job(store, job_id, owner)
     if job is None or job.status != "complete" or name not in {o["file"] for o in job.output}:
         raise NotFoundError(f"No export file {job_id}/{name}", ("file",))
     return directory / job_id / name
@@ -197,5 +213,6 @@ def job_parameters(job: ExportJob) -> str:
             "level": job.level,
             "types": list(job.types),
             "since": job.since.isoformat() if job.since else None,
+            "owner": job.owner,
         }
     )

@@ -16,6 +16,7 @@ import jsonpatch
 from app.fhir import jsonio
 from app.fhir.errors import (
     BadRequestError,
+    ForbiddenError,
     GoneError,
     Issue,
     NotFoundError,
@@ -199,6 +200,7 @@ class ResourceService:
         if_match: int | None = None,
         *,
         only_if_absent: bool = False,
+        may_create: bool = True,
     ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
@@ -208,7 +210,7 @@ class ResourceService:
         return run_write(
             self.store,
             lambda tx: self.update_in(
-                tx, resource_type, resource_id, data, if_match, index, only_if_absent
+                tx, resource_type, resource_id, data, if_match, index, only_if_absent, may_create
             ),
         )
 
@@ -221,8 +223,16 @@ class ResourceService:
         if_match: int | None = None,
         index: IndexRows | None = None,
         only_if_absent: bool = False,
+        may_create: bool = True,
     ) -> WriteResult:
+        """PUT by id. may_create=False: the caller may update but not create (403 if the
+        resource does not exist)."""
         state = tx.current(resource_type, resource_id)
+        if not may_create and (state is None or state.deleted):
+            raise ForbiddenError(
+                f"{resource_type}/{resource_id} does not exist, and the access token's scopes "
+                f"allow updating {resource_type} but not creating it"
+            )
         if only_if_absent and state is not None and not state.deleted:
             raise PreconditionFailedError(
                 f"If-None-Match: * asked to create {resource_type}/{resource_id}, which exists "
@@ -257,7 +267,13 @@ class ResourceService:
         tx.insert_many(list(fresh.values()))
 
     def conditional_update(
-        self, resource_type: str, query: str, data: Any, if_match: int | None = None
+        self,
+        resource_type: str,
+        query: str,
+        data: Any,
+        if_match: int | None = None,
+        *,
+        may_create: bool = True,
     ) -> WriteResult:
         require_resource_type(resource_type)
         validate(data, resource_type)
@@ -265,7 +281,7 @@ class ResourceService:
         return run_write(
             self.store,
             lambda tx: self.conditional_update_in(
-                tx, resource_type, query, data, if_match, fresh_id
+                tx, resource_type, query, data, if_match, fresh_id, may_create
             ),
         )
 
@@ -277,11 +293,14 @@ class ResourceService:
         data: dict[str, Any],
         if_match: int | None,
         fresh_id: str,
+        may_create: bool = True,
     ) -> WriteResult:
         """PUT Type?query (http.html#cond-update): no match creates (with the body's id if it
         has one), one match is updated, several are 412."""
         target = self.conditional_target(tx, resource_type, query, data.get("id"), fresh_id)
-        return self.update_in(tx, resource_type, target, {**data, "id": target}, if_match)
+        return self.update_in(
+            tx, resource_type, target, {**data, "id": target}, if_match, may_create=may_create
+        )
 
     def existing_match(
         self, tx: WriteTx, resource_type: str, query: str, header: str

@@ -15,11 +15,12 @@ import binascii
 import dataclasses
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from app.fhir import jsonio
+from app.fhir.access import EVERYONE, Access
 from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import (
     BadRequestError,
@@ -94,12 +95,28 @@ class BundleProcessor:
         multiple_delete: bool,
         default_count: int,
         max_count: int,
+        access: Access = EVERYONE,
     ) -> None:
         self.service = service
         self.max_entries = max_entries
         self.multiple_delete = multiple_delete
         self.default_count = default_count
         self.max_count = max_count
+        self.access = access
+
+    def _authorize(self, entry: Entry) -> None:
+        """Each entry needs what the same interaction needs on its own (403 otherwise);
+        conditional ones also need search. A PUT that would create also needs create."""
+        method, resource_type = entry.method, entry.resource_type
+        conditional = "s" if entry.query is not None or entry.if_none_exist is not None else ""
+        if method in ("GET", "HEAD"):
+            self.access.require(resource_type, "r" if entry.resource_id is not None else "s")
+        elif method == "POST":
+            self.access.require(resource_type, "c", *conditional)
+        elif method in ("PUT", "PATCH"):
+            self.access.require(resource_type, "u", *conditional)
+        else:
+            self.access.require(resource_type, "d", *conditional)
 
     def process(self, bundle: Any, base: str, prefer: str) -> bytes:
         """The transaction-response or batch-response Bundle, as JSON bytes."""
@@ -152,6 +169,10 @@ class BundleProcessor:
         for entry in entries:
             if entry.error is not None:
                 raise _in_entry(entry.error, entry.index)
+            try:
+                self._authorize(entry)
+            except FhirError as exc:
+                raise _in_entry(exc, entry.index) from None
             if entry.resource is not None and entry.method in ("POST", "PUT"):
                 try:
                     validate(entry.resource, entry.resource_type)
@@ -267,6 +288,7 @@ class BundleProcessor:
                 data,
                 entry.if_match,
                 only_if_absent=entry.if_none_match == "*",
+                may_create=self.access.allows(entry.resource_type, "c"),
             )
             return _written(result)
         if entry.method == "PATCH":
@@ -297,6 +319,9 @@ class BundleProcessor:
             search, page, outcome = service.search(
                 (entry.resource_type,), pairs, self.default_count, self.max_count
             )
+            if not self.access.everyone:
+                included = [r for r in page.includes if self.access.readable(r.resource_type)]
+                page = replace(page, includes=included)
             link = f"{base}/{entry.resource_type}"
             kept = [(k, v) for k, v in pairs if k != "_offset"]
             found = searchset_bundle(base, search, page, link, kept, outcome)
@@ -311,6 +336,7 @@ class BundleProcessor:
         if entry.error is not None:
             return _failed(entry.error)
         try:
+            self._authorize(entry)
             if entry.method in ("GET", "HEAD"):
                 return reader(entry)
             if entry.resource is not None and entry.method in ("POST", "PUT"):
@@ -325,7 +351,13 @@ class BundleProcessor:
                 if entry.method == "PUT" and entry.query is not None:
                     assert entry.resource is not None
                     result = self.service.conditional_update_in(
-                        tx, entry.resource_type, entry.query, entry.resource, entry.if_match, fresh
+                        tx,
+                        entry.resource_type,
+                        entry.query,
+                        entry.resource,
+                        entry.if_match,
+                        fresh,
+                        may_create=self.access.allows(entry.resource_type, "c"),
                     )
                     return _written(result)
                 if entry.resource is not None:

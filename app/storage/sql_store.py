@@ -607,6 +607,7 @@ class SqlStore:
             row.progress,
             json.loads(row.output or "[]"),
             row.error,
+            parameters.get("owner"),
         )
 
     def delete_job(self, job_id: str) -> None:

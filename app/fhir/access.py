@@ -1,0 +1,150 @@
+"""What a request may do: SMART on FHIR scopes, v1 (`patient/Observation.read`,
+`user/*.write`, `system/*.*`) and v2 (`patient/Observation.rs`,
+`system/MedicationAdministration.cu?category=...`), as grants of interactions (c create,
+r read, u update, d delete, s search) on resource types.
+
+A scope that does not parse grants nothing (it is not an error: tokens carry `openid`,
+`launch/patient`, `offline_access` and the like). Access is the union of the grants.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from app.fhir.errors import ForbiddenError
+from app.fhir.models import RESOURCE_TYPES
+
+INTERACTIONS = "cruds"
+_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+_SCOPE = re.compile(
+    r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)"
+    r"\.(?P<what>read|write|\*|c?r?u?d?s?)(?:\?(?P<query>.+))?$"
+)
+_WORDS = {
+    "c": "create",
+    "r": "read",
+    "u": "update",
+    "d": "delete",
+    "s": "search",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One scope: `interactions` on `resource_type` ("*": every type), in a context. `filters`
+    (v2 `?param=value`) narrow it to resources matching them."""
+
+    context: str  # patient | user | system
+    resource_type: str
+    interactions: frozenset[str]
+    filters: tuple[tuple[str, str], ...] = ()
+
+    def covers(self, resource_type: str, interaction: str) -> bool:
+        return interaction in self.interactions and self.resource_type in ("*", resource_type)
+
+
+def parse_scope(scope: str) -> Grant | None:
+    """The grant a scope string makes, or None if it is not a resource scope."""
+    match = _SCOPE.match(scope)
+    if match is None:
+        return None
+    what = match["what"]
+    if not what:
+        return None  # `patient/Observation.` names no interaction
+    if match["query"] is not None and what in _V1:
+        return None  # filters are v2 only
+    resource_type = match["type"]
+    if resource_type != "*" and resource_type not in RESOURCE_TYPES:
+        return None
+    filters: tuple[tuple[str, str], ...] = ()
+    if match["query"]:
+        filters = tuple(parse_qsl(match["query"], keep_blank_values=False, strict_parsing=False))
+        if not filters:
+            return None
+    interactions = frozenset(_V1.get(what, what))
+    return Grant(match["context"], resource_type, interactions, filters)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a request may do. `everyone` when no authorization is configured: everything.
+
+    Patient-context grants (`patient/...`) need the token's `patient`: without one they grant
+    nothing. The patient compartment restriction that such grants imply is not enforced yet,
+    so patient-context grants are refused (fail closed) rather than read as wider grants."""
+
+    grants: tuple[Grant, ...] = ()
+    patient: str | None = None
+    subject: str | None = None
+    client_id: str | None = None
+    everyone: bool = False
+    scopes: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_scopes(
+        cls,
+        scopes: list[str],
+        patient: str | None = None,
+        subject: str | None = None,
+        client_id: str | None = None,
+    ) -> Access:
+        grants = tuple(g for s in scopes if (g := parse_scope(s)) is not None)
+        return cls(grants, patient, subject, client_id, scopes=tuple(scopes))
+
+    def _usable(self, grant: Grant) -> bool:
+        # patient/ grants wait for the compartment restriction (see the class docstring);
+        # filtered grants wait for their enforcement: neither may widen access meanwhile
+        return grant.context != "patient" and not grant.filters
+
+    def allows(self, resource_type: str, interaction: str) -> bool:
+        if self.everyone:
+            return True
+        return any(g.covers(resource_type, interaction) and self._usable(g) for g in self.grants)
+
+    def allows_all_types(self, interaction: str) -> bool:
+        if self.everyone:
+            return True
+        return any(
+            g.resource_type == "*" and interaction in g.interactions and self._usable(g)
+            for g in self.grants
+        )
+
+    def types_allowed(self, interaction: str) -> tuple[str, ...]:
+        """The resource types `interaction` is allowed on (every type when a grant says *)."""
+        if self.allows_all_types(interaction):
+            return RESOURCE_TYPES
+        return tuple(t for t in RESOURCE_TYPES if self.allows(t, interaction))
+
+    def readable(self, resource_type: str) -> bool:
+        """Whether resources of the type may be returned (read, or as search results)."""
+        return self.allows(resource_type, "r") or self.allows(resource_type, "s")
+
+    def require(self, resource_type: str, *interactions: str) -> None:
+        for interaction in interactions:
+            if not self.allows(resource_type, interaction):
+                raise ForbiddenError(self._refusal(resource_type, interaction))
+
+    def require_all_types(self, interaction: str, what: str) -> None:
+        if not self.allows_all_types(interaction):
+            raise ForbiddenError(
+                f"{what} needs a scope granting {_WORDS[interaction]} on every resource type "
+                f"(such as system/*.{interaction} or user/*.{interaction})"
+            )
+
+    def _refusal(self, resource_type: str, interaction: str) -> str:
+        held = [
+            g for g in self.grants if g.covers(resource_type, interaction) and not self._usable(g)
+        ]
+        why = ""
+        if any(g.context == "patient" for g in held):
+            why = "; patient-context scopes are not supported by this server yet"
+        elif held:
+            why = "; scopes with ?param= restrictions are not supported by this server yet"
+        return (
+            f"The access token's scopes do not allow {_WORDS[interaction]} on {resource_type}{why}"
+        )
+
+
+EVERYONE = Access(everyone=True)
