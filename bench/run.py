@@ -1,6 +1,9 @@
 """Create / read / update throughput and latency of the FHIR server against a no-FHIR baseline.
 
-    python bench/run.py [--db sqlite|postgresql|both] [--duration 10] [--rounds 3]
+    python bench/run.py [--db sqlite|postgresql|both] [--duration 10] [--rounds 3] [--auth]
+
+--auth also runs each database's server requiring bearer tokens (development key, ES256, every
+request carrying one), as `<db>+auth`: the cost of token checking and scope enforcement.
 
 Servers run on core 1 (taskset), one uvicorn worker; wrk drives them from core 0, so figures are
 per server core. Rounds interleave baseline and server per workload; the table reports medians
@@ -21,7 +24,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,14 +134,15 @@ def _postgres_database(keep: bool = False) -> Iterator[str]:
         admin.dispose()
 
 
-def _preload(base: str, workdir: Path, label: str, count: int) -> Path:
+def _preload(base: str, workdir: Path, label: str, count: int, token: str = "") -> Path:
     ids = []
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=base, timeout=30) as client:
         for _ in range(count):
             response = client.post(
                 "/fhir/Observation",
                 json=OBSERVATION,
-                headers={"Content-Type": "application/fhir+json"},
+                headers={"Content-Type": "application/fhir+json", **auth},
             )
             response.raise_for_status()
             ids.append(response.json()["id"])
@@ -175,13 +179,26 @@ def wrk_json(
 
 
 def _wrk(
-    base: str, mode: str, ids: Path, body: Path, duration: int, connections: int
+    base: str, mode: str, ids: Path, body: Path, duration: int, connections: int, token: str = ""
 ) -> dict[str, float]:
     env = {"BENCH_MODE": mode, "BENCH_IDS": str(ids), "BENCH_BODY": str(body)}
+    if token:
+        env["BENCH_TOKEN"] = token
     return wrk_json(base, LUA, env, duration, connections)
 
 
-def run(databases: list[str], duration: int, rounds: int, connections: int) -> str:
+def _auth(workdir: Path) -> tuple[dict[str, str], str]:
+    """Server settings requiring tokens (development key), and a token allowing everything."""
+    from app.security.devkeys import mint
+
+    key = workdir / "dev-key.pem"
+    token = mint(key, ["system/*.cruds"], lifetime_seconds=24 * 3600)
+    return {"FHIR_AUTH_DEV": "true", "FHIR_AUTH_DEV_KEY": str(key)}, token
+
+
+def run(
+    databases: list[str], duration: int, rounds: int, connections: int, auth: bool = False
+) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="kfhir-bench-"))
     create_body = workdir / "create.json"
     create_body.write_text(json.dumps(OBSERVATION))
@@ -194,17 +211,30 @@ def run(databases: list[str], duration: int, rounds: int, connections: int) -> s
         "bench.baseline_app:app", {"BASELINE_DB": str(workdir / "baseline.sqlite3")}
     ) as baseline:
         baseline_ids = _preload(baseline, workdir, "baseline", 2000)
+        auth_env, token = _auth(workdir) if auth else ({}, "")
+        labels: list[str] = []
         for database in databases:
-            with (
-                _database_url(database, workdir) as url,
-                _server("app.main:app", {"DATABASE_URL": url}) as server,
-            ):
-                server_ids = _preload(server, workdir, database, 2000)
-                targets = {"baseline": (baseline, baseline_ids), database: (server, server_ids)}
+            with ExitStack() as stack:
+                url = stack.enter_context(_database_url(database, workdir))
+                server = stack.enter_context(_server("app.main:app", {"DATABASE_URL": url}))
+                targets = {
+                    "baseline": (baseline, baseline_ids, ""),
+                    database: (server, _preload(server, workdir, database, 2000), ""),
+                }
+                labels.append(database)
+                if auth:
+                    secured = stack.enter_context(
+                        _server("app.main:app", {"DATABASE_URL": url, **auth_env})
+                    )
+                    ids = _preload(secured, workdir, f"{database}-auth", 2000, token)
+                    targets[f"{database}+auth"] = (secured, ids, token)
+                    labels.append(f"{database}+auth")
                 for _ in range(rounds):
                     for mode in WORKLOADS:
-                        for label, (base, ids) in targets.items():
-                            measured = _wrk(base, mode, ids, bodies[mode], duration, connections)
+                        for label, (base, ids, bearer) in targets.items():
+                            measured = _wrk(
+                                base, mode, ids, bodies[mode], duration, connections, bearer
+                            )
                             results.setdefault((label, mode), []).append(measured)
     lines.append(
         f"# create/read/update, {rounds} rounds x {duration}s, wrk -t1 -c{connections}, "
@@ -215,7 +245,7 @@ def run(databases: list[str], duration: int, rounds: int, connections: int) -> s
     lines.append("| --- | --- | ---: | ---: | ---: | ---: |")
     for mode in WORKLOADS:
         base_rps = statistics.median(r["rps"] for r in results[("baseline", mode)])
-        for label in ["baseline", *databases]:
+        for label in ["baseline", *labels]:
             runs = results[(label, mode)]
             rps = statistics.median(r["rps"] for r in runs)
             p50 = statistics.median(r["p50_ms"] for r in runs)
@@ -244,12 +274,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--auth", action="store_true", help="also measure with bearer tokens")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
     databases = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    report = run(databases, args.duration, args.rounds, args.connections)
+    report = run(databases, args.duration, args.rounds, args.connections, args.auth)
     print(report)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

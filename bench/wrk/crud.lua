@@ -7,6 +7,12 @@ local ids = {}
 local body = ""
 local counter = 0
 local headers = { ["Content-Type"] = "application/fhir+json" }
+local read_headers = nil
+-- BENCH_TOKEN: a bearer token sent with every request (the server requires one)
+if os.getenv("BENCH_TOKEN") then
+  headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+  read_headers = { ["Authorization"] = headers["Authorization"] }
+end
 
 init = function(args)
   if os.getenv("BENCH_IDS") then
@@ -26,7 +32,7 @@ request = function()
   end
   local id = ids[(counter % #ids) + 1]
   if mode == "read" then
-    return wrk.format("GET", "/fhir/" .. resource_type .. "/" .. id, nil, nil)
+    return wrk.format("GET", "/fhir/" .. resource_type .. "/" .. id, read_headers, nil)
   end
   return wrk.format("PUT", "/fhir/" .. resource_type .. "/" .. id, headers,
                     (string.gsub(body, "__ID__", id)))

@@ -205,3 +205,32 @@ def test_dev_tokens_verify_only_on_a_dev_server(tmp_path: Path) -> None:
     assert other_key is not None
     with pytest.raises(TokenError):
         other_key.verify(minted)
+
+
+def test_verified_tokens_are_kept_until_they_expire(tmp_path: Path) -> None:
+    class Counting:
+        def __init__(self) -> None:
+            self.inner = JwksFile(trusted_jwks(tmp_path / "jwks.json"))
+            self.calls = 0
+
+        def key(self, kid: str | None) -> tokens.TrustedKey:
+            self.calls += 1
+            return self.inner.key(kid)
+
+    keys = Counting()
+    verifier = TokenVerifier(keys, ISSUER, AUDIENCE)
+    good = token("user/*.rs")
+    first = verifier.verify(good)
+    assert verifier.verify(good) is first
+    assert keys.calls == 1
+    for _ in range(2):  # refusals are never kept: each is checked again
+        with pytest.raises(TokenError):
+            verifier.verify(forged_tokens()["signed by an untrusted key"])
+    assert keys.calls == 3
+    cache = tokens.VerifiedTokens(size=2)
+    cache.put("a", first, time.time() - 1)
+    assert cache.get("a") is None  # expired
+    for name in ("b", "c", "d"):
+        cache.put(name, first, time.time() + 60)
+    assert cache.get("b") is None  # the oldest made room
+    assert cache.get("d") is first
