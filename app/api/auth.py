@@ -65,6 +65,8 @@ CAPABILITIES = [
     "permission-v1",
     "permission-v2",
     "permission-user",
+    "permission-patient",
+    "context-standalone-patient",
     "client-confidential-asymmetric",
 ]
 
@@ -82,8 +84,11 @@ def smart_configuration(request: Request) -> dict[str, Any]:
             "fhirUser",
             "launch/patient",
             "offline_access",
+            "patient/*.rs",
+            "patient/*.c",
             "user/*.cruds",
             "system/*.cruds",
+            "patient/*.read",
             "user/*.*",
             "system/*.*",
         ],

@@ -11,7 +11,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from app.api.auth import access
 from app.api.context import base_url, runtime
 from app.fhir import export
-from app.fhir.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from app.fhir.errors import (
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
 
@@ -38,6 +43,8 @@ async def _kick_off(request: Request, level: str) -> Response:
             allowed.require(resource_type, "s")
     else:
         allowed.require_all_types("s", "$export of every resource type (no _type)")
+    if any(allowed.compartment(t, "s") is not None for t in types or ("Patient",)):
+        raise ForbiddenError("$export is not available to patient-context access tokens")
     job = await rt.call(
         export.kick_off, rt.exports, level, str(request.url), params, _owner(request)
     )

@@ -4,6 +4,7 @@ Parameters body)."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
@@ -17,7 +18,8 @@ from app.api.responses import fhir_response
 from app.api.routes import read
 from app.fhir import jsonio, operations
 from app.fhir.bundles import searchset_bundle
-from app.fhir.errors import ForbiddenError
+from app.fhir.compartment import in_patient_compartment
+from app.fhir.errors import ForbiddenError, NotFoundError
 from app.fhir.formats import parse_resource
 from app.fhir.models import RESOURCE_TYPES
 from app.fhir.operation_definitions import DEFINITIONS
@@ -45,10 +47,23 @@ _PATIENT_CONDITIONS = (("Patient", "r"), ("Condition", "s"))
 _OBSERVATIONS = (("Observation", "s"),)
 
 
-def _require(request: Request, needs: tuple[tuple[str, str], ...]) -> None:
+def _require(
+    request: Request, needs: tuple[tuple[str, str], ...], patient_id: str | None = None
+) -> None:
+    """The scopes each read needs. Patient-context access runs an operation only on its own
+    patient (the operation reads that patient's resources alone); another patient is 404."""
     allowed = access(request)
     for resource_type, interaction in needs:
         allowed.require(resource_type, interaction)
+        bound = allowed.compartment(resource_type, interaction)
+        if bound is None:
+            continue
+        if patient_id is None:
+            raise ForbiddenError(
+                "This operation is not available to patient-context access tokens yet"
+            )
+        if patient_id != bound:
+            raise NotFoundError(f"Patient/{patient_id} is not known")
 
 
 async def _parameters(
@@ -58,7 +73,7 @@ async def _parameters(
     needs: tuple[tuple[str, str], ...] = _PATIENT_COURSE,
 ) -> Response:
     """Run an operation that answers Parameters, with the request's parameters."""
-    _require(request, needs)
+    _require(request, needs, patient_id)
     rt = runtime(request)
     pairs = await _pairs(request)
     result = await rt.call(operation, rt.service, patient_id, pairs)
@@ -123,7 +138,7 @@ async def operation_definition(request: Request, name: str) -> Response:
 async def everything(request: Request, patient_id: str) -> Response:
     rt = runtime(request)
     allowed = access(request)
-    allowed.require("Patient", "r")
+    _require(request, (("Patient", "r"),), patient_id)
     pairs = list(request.query_params.multi_items())
     if not allowed.allows_all_types("s"):
         # only the types the token may read come back: an explicit _type of them
@@ -140,6 +155,19 @@ async def everything(request: Request, patient_id: str) -> Response:
         rt.settings.default_page_size,
         rt.settings.max_page_size,
     )
+    if allowed.patient is not None and not allowed.everyone:
+        # $everything is every resource referring to the patient, a superset of the
+        # compartment: patient-context access keeps the compartment's part
+        kept_matches = [
+            r
+            for r in page.matches
+            if allowed.compartment(r.resource_type, "s") is None
+            or (
+                r.content is not None
+                and in_patient_compartment(jsonio.loads(r.content), patient_id)
+            )
+        ]
+        page = replace(page, matches=kept_matches)
     base = base_url(request)
     kept = [(k, v) for k, v in pairs if k != "_offset"]
     link = f"{base}/Patient/{patient_id}/$everything"
@@ -173,7 +201,7 @@ async def lastn(request: Request) -> Response:
 
 async def _validate(request: Request, resource_type: str, resource_id: str | None) -> Response:
     if resource_id is not None:  # it reads the stored resource
-        access(request).require(resource_type, "r")
+        _require(request, ((resource_type, "r"),))
     rt = runtime(request)
     body = None
     if request.method == "POST":
@@ -214,7 +242,7 @@ _COURSE_MEDIA = {"svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
     responses={200: {"content": {"image/svg+xml": {}, "text/html": {}}}},
 )
 async def clinical_course(request: Request, patient_id: str) -> Response:
-    _require(request, _PATIENT_COURSE)
+    _require(request, _PATIENT_COURSE, patient_id)
     rt = runtime(request)
     pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format",)]
     wanted = request.query_params.get("_format", "")

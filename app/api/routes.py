@@ -16,13 +16,21 @@ from app.api.auth import access
 from app.api.context import base_url, read_body, runtime
 from app.api.responses import fhir_response, informational, resource_response, version_headers
 from app.fhir import jsonio
+from app.fhir.access import Access
 from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import Security, capability_statement
-from app.fhir.errors import MethodNotAllowedError, UnsupportedMediaTypeError
+from app.fhir.compartment import PATIENT_COMPARTMENT, in_patient_compartment
+from app.fhir.errors import (
+    ForbiddenError,
+    MethodNotAllowedError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+)
 from app.fhir.formats import parse_resource
 from app.fhir.history import history_query
 from app.fhir.models import require_resource_type
 from app.fhir.service import WriteResult
+from app.fhir.store import VersionRecord
 from app.fhir.transactions import BundleProcessor
 
 router = APIRouter(prefix="/fhir")
@@ -31,6 +39,45 @@ router = APIRouter(prefix="/fhir")
 public_router = APIRouter(prefix="/fhir")
 
 _RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+json": {}}}
+
+
+def _in_compartment(allowed: Access, record: VersionRecord, interaction: str) -> None:
+    """A patient-context read sees only its patient's compartment: anything else is 404, as if
+    it did not exist (whether it exists is not the token's business)."""
+    patient = allowed.compartment(record.resource_type, interaction)
+    if patient is None:
+        return
+    content = record.content
+    if content is None or not in_patient_compartment(jsonio.loads(content), patient):
+        raise NotFoundError(f"{record.resource_type}/{record.resource_id} is not known")
+
+
+def _may_return(allowed: Access, record: VersionRecord) -> bool:
+    """Whether an included resource may be returned: readable, and in the compartment when
+    only patient-context grants make it readable."""
+    if not allowed.readable(record.resource_type):
+        return False
+    if (
+        allowed.allows(record.resource_type, "r")
+        and allowed.compartment(record.resource_type, "r") is None
+    ):
+        return True
+    if (
+        allowed.allows(record.resource_type, "s")
+        and allowed.compartment(record.resource_type, "s") is None
+    ):
+        return True
+    assert allowed.patient is not None
+    return record.content is not None and in_patient_compartment(
+        jsonio.loads(record.content), allowed.patient
+    )
+
+
+def _no_patient_context(allowed: Access, resource_type: str, interaction: str, what: str) -> None:
+    """Interactions whose compartment checks are not built yet refuse patient-context access
+    (fail closed) rather than run unchecked."""
+    if allowed.compartment(resource_type, interaction) is not None:
+        raise ForbiddenError(f"{what} is not available to patient-context access tokens yet")
 
 
 def _written(request: Request, result: WriteResult) -> Response:
@@ -64,8 +111,16 @@ async def _history(
     allowed = access(request)
     if resource_type is None:
         allowed.require_all_types("s", "History of the whole server")
+        _no_patient_context(allowed, "Patient", "s", "History of the whole server")
+    elif resource_id is None:
+        allowed.require(resource_type, "s")
+        _no_patient_context(allowed, resource_type, "s", "History of a resource type")
     else:
-        allowed.require(resource_type, "r" if resource_id else "s")
+        allowed.require(resource_type, "r")
+        if allowed.compartment(resource_type, "r") is not None:
+            # the current version decides whether the resource is the patient's
+            current = await rt.call(rt.service.read, resource_type, resource_id)
+            _in_compartment(allowed, current, "r")
     query, kept, cursor = history_query(
         request.query_params,
         resource_type,
@@ -93,6 +148,12 @@ async def _search(
         resource_types = allowed.types_allowed("s")
         if not resource_types:
             allowed.require_all_types("s", "A search across resource types")
+    # One compartment bound for the whole search: a token mixing patient and user grants
+    # across the searched types gets the narrower answer.
+    bounds = {allowed.compartment(t, "s") for t in resource_types or ("Patient",)}
+    compartment = next((p for p in bounds if p is not None), None)
+    if compartment is not None and not resource_types:
+        resource_types = tuple(t for t in PATIENT_COMPARTMENT if allowed.allows(t, "s"))
     search, page, outcome = await rt.call(
         rt.service.search,
         resource_types,
@@ -100,6 +161,7 @@ async def _search(
         rt.settings.default_page_size,
         rt.settings.max_page_size,
         negotiation.strict_handling(request),
+        compartment,
     )
     base = base_url(request)
     link = (
@@ -108,9 +170,8 @@ async def _search(
         else base
     )
     if not allowed.everyone:
-        page = replace(
-            page, includes=[r for r in page.includes if allowed.readable(r.resource_type)]
-        )
+        included = [r for r in page.includes if _may_return(allowed, r)]
+        page = replace(page, includes=included)
     kept = [(k, v) for k, v in pairs if k != "_offset"]
     return fhir_response(request, searchset_bundle(base, search, page, link, kept, outcome))
 
@@ -195,7 +256,10 @@ async def vread(
     request: Request, resource_type: str, resource_id: str, version_id: str
 ) -> Response:
     rt = runtime(request)
-    access(request).require(require_resource_type(resource_type), "r")
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "r")
+    if allowed.compartment(resource_type, "r") is not None:
+        _in_compartment(allowed, await rt.call(rt.service.read, resource_type, resource_id), "r")
     record = await rt.call(rt.service.vread, resource_type, resource_id, version_id)
     return resource_response(request, record)
 
@@ -210,10 +274,19 @@ async def vread(
 async def create(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
     if_none_exist = request.headers.get("if-none-exist")
-    access(request).require(
+    allowed = access(request)
+    allowed.require(
         require_resource_type(resource_type), "c", *("s" if if_none_exist is not None else "")
     )
+    if if_none_exist is not None:
+        _no_patient_context(allowed, resource_type, "c", "A conditional create")
     data = parse_resource(await read_body(request), negotiation.body_format(request))
+    patient = allowed.compartment(resource_type, "c")
+    if patient is not None and not in_patient_compartment(data, patient):
+        raise ForbiddenError(
+            f"The {resource_type} is not in Patient/{patient}'s compartment: a patient-context "
+            "token may only create resources of its patient"
+        )
     result = await rt.call(rt.service.create, resource_type, data, if_none_exist)
     return _written(request, result)
 
@@ -223,8 +296,10 @@ async def create(request: Request, resource_type: str) -> Response:
 )
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
-    access(request).require(require_resource_type(resource_type), "r")
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "r")
     record = await rt.call(rt.service.read, resource_type, resource_id)
+    _in_compartment(allowed, record, "r")
     if negotiation.not_modified(request, record.version_id, record.last_updated):
         return Response(status_code=304, headers=version_headers(record))
     return resource_response(request, record)
@@ -240,6 +315,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u")
+    _no_patient_context(allowed, resource_type, "u", "An update")
     if_match = negotiation.if_match(request)
     only_if_absent = negotiation.if_none_match_any(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
@@ -267,7 +343,9 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
 )
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
-    access(request).require(require_resource_type(resource_type), "u")
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "u")
+    _no_patient_context(allowed, resource_type, "u", "A patch")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
     operations = jsonio.loads(await read_body(request))
@@ -281,7 +359,9 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
 )
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
     rt = runtime(request)
-    access(request).require(require_resource_type(resource_type), "d")
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "d")
+    _no_patient_context(allowed, resource_type, "d", "A delete")
     if_match = negotiation.if_match(request)
     result = await rt.call(rt.service.delete, resource_type, resource_id, if_match)
     prefer = negotiation.prefer_return(request)
@@ -344,6 +424,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u", "s")
+    _no_patient_context(allowed, resource_type, "u", "A conditional update")
     query = _condition(request, "PUT")
     if_match = negotiation.if_match(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
@@ -367,7 +448,9 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 )
 async def conditional_patch(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
-    access(request).require(require_resource_type(resource_type), "u", "s")
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "u", "s")
+    _no_patient_context(allowed, resource_type, "u", "A conditional patch")
     query = _condition(request, "PATCH")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
@@ -384,7 +467,9 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
 )
 async def conditional_delete(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
-    access(request).require(require_resource_type(resource_type), "d", "s")
+    allowed = access(request)
+    allowed.require(require_resource_type(resource_type), "d", "s")
+    _no_patient_context(allowed, resource_type, "d", "A conditional delete")
     query = _condition(request, "DELETE")
     results = await rt.call(
         rt.service.conditional_delete,

@@ -71,9 +71,10 @@ def parse_scope(scope: str) -> Grant | None:
 class Access:
     """What a request may do. `everyone` when no authorization is configured: everything.
 
-    Patient-context grants (`patient/...`) need the token's `patient`: without one they grant
-    nothing. The patient compartment restriction that such grants imply is not enforced yet,
-    so patient-context grants are refused (fail closed) rather than read as wider grants."""
+    Patient-context grants (`patient/...`) reach only the token's patient's compartment
+    (`compartment()` names the patient when they are all that allow an interaction), and need
+    the token's `patient`: without one they grant nothing. Grants with `?param=` filters are not
+    enforced yet, so they grant nothing (fail closed) rather than act as wider grants."""
 
     grants: tuple[Grant, ...] = ()
     patient: str | None = None
@@ -94,9 +95,21 @@ class Access:
         return cls(grants, patient, subject, client_id, scopes=tuple(scopes))
 
     def _usable(self, grant: Grant) -> bool:
-        # patient/ grants wait for the compartment restriction (see the class docstring);
-        # filtered grants wait for their enforcement: neither may widen access meanwhile
-        return grant.context != "patient" and not grant.filters
+        if grant.filters:
+            return False
+        return grant.context != "patient" or self.patient is not None
+
+    def compartment(self, resource_type: str, interaction: str) -> str | None:
+        """The patient whose compartment bounds `interaction` on the type: set when only
+        patient-context grants allow it, None when a user or system grant does (or nothing
+        does: `require` refuses that first)."""
+        if self.everyone or self.patient is None:
+            return None
+        wide = any(
+            g.covers(resource_type, interaction) and g.context != "patient" and self._usable(g)
+            for g in self.grants
+        )
+        return None if wide else self.patient
 
     def allows(self, resource_type: str, interaction: str) -> bool:
         if self.everyone:
@@ -138,8 +151,8 @@ class Access:
             g for g in self.grants if g.covers(resource_type, interaction) and not self._usable(g)
         ]
         why = ""
-        if any(g.context == "patient" for g in held):
-            why = "; patient-context scopes are not supported by this server yet"
+        if any(g.context == "patient" and not g.filters for g in held):
+            why = "; patient-context scopes need the token's patient claim"
         elif held:
             why = "; scopes with ?param= restrictions are not supported by this server yet"
         return (

@@ -25,6 +25,7 @@ from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import (
     BadRequestError,
     FhirError,
+    ForbiddenError,
     Issue,
     NotFoundError,
     PayloadTooLargeError,
@@ -108,6 +109,12 @@ class BundleProcessor:
         """Each entry needs what the same interaction needs on its own (403 otherwise);
         conditional ones also need search. A PUT that would create also needs create."""
         method, resource_type = entry.method, entry.resource_type
+        if self.access.patient is not None and not self.access.everyone:
+            interactions = "rs" if method in ("GET", "HEAD") else "cud"
+            if any(self.access.compartment(resource_type, i) is not None for i in interactions):
+                raise ForbiddenError(
+                    "Bundle entries are not available to patient-context access tokens yet"
+                )
         conditional = "s" if entry.query is not None or entry.if_none_exist is not None else ""
         if method in ("GET", "HEAD"):
             self.access.require(resource_type, "r" if entry.resource_id is not None else "s")

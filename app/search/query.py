@@ -151,6 +151,8 @@ class SearchRequest:
     elements: tuple[str, ...] = ()
     includes: list[Include] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # ignored parameters, for the outcome
+    # a patient id: only resources in that patient's compartment match (patient-context access)
+    compartment: str | None = None
 
 
 # -- splitting -----------------------------------------------------------------------------------

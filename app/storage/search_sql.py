@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import UnaryExpression
 
+from app.fhir.compartment import stored_params
 from app.search.aliases import stored_as
 from app.search.dates import EPOCH, to_us
 from app.search.index_values import SEVERAL_PATIENTS, fold, patient_hash
@@ -815,3 +816,31 @@ def revinclude_sources(targets: list[tuple[str, str]], include: Any) -> Select[A
     if include.code != "*":
         conds.extend(_param_filter(x, include.source_type, include.code))
     return select(x.c.res_key).where(*conds).distinct()
+
+
+def compartment_condition(key: Any, request: SearchRequest) -> ColumnElement[bool] | None:
+    """Keys in request.compartment's patient compartment: the patient, and resources of the
+    request's types referencing Patient/id through one of their type's compartment
+    parameters (one range of the reference target index; IN materialises it once)."""
+    patient_id = request.compartment
+    if patient_id is None:
+        return None
+    x = INDEX_TABLES["reference"].alias()
+    by_type = [
+        and_(x.c.resource_type == t, x.c.param.in_(codes))
+        for t in request.resource_types
+        if (codes := stored_params(t))
+    ]
+    parts: list[ColumnElement[bool]] = []
+    if by_type:
+        members = select(x.c.res_key).where(
+            x.c.target_type == "Patient", x.c.target_id == patient_id, or_(*by_type)
+        )
+        parts.append(key.in_(members))
+    if "Patient" in request.resource_types:
+        row = r.alias()
+        itself = select(row.c.res_key).where(
+            row.c.resource_type == "Patient", row.c.resource_id == patient_id
+        )
+        parts.append(key.in_(itself))
+    return or_(*parts) if parts else false()

@@ -672,6 +672,9 @@ def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
             request, criteria=[search_sql.resolve_links(conn, c, spans) for c in request.criteria]
         )
         found = search_sql.plan(request, spans)
+        compartment = search_sql.compartment_condition(found.key, request)
+        if compartment is not None:
+            found = replace(found, conds=[*found.conds, compartment])
         source, conds = found.source, found.conds
         rows: list[Any] = []
         if request.summary != "count" and request.count > 0:

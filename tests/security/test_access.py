@@ -92,13 +92,19 @@ def test_refusals_name_the_interaction_and_type() -> None:
         access.require_all_types("s", "History of the whole server")
 
 
-def test_patient_and_filtered_scopes_fail_closed_until_enforced() -> None:
-    # The patient compartment and ?param= filters are not enforced yet: such grants must not
-    # act as wider ones.
-    patient = Access.from_scopes(["patient/*.rs"], patient="p1")
-    assert not patient.allows("Observation", "r")
-    with pytest.raises(ForbiddenError, match="patient-context scopes"):
-        patient.require("Observation", "r")
+def test_patient_scopes_are_bound_to_the_compartment_and_need_a_patient() -> None:
+    patient = Access.from_scopes(["patient/*.rs", "user/Practitioner.r"], patient="p1")
+    assert patient.allows("Observation", "r")
+    assert patient.compartment("Observation", "r") == "p1"
+    assert patient.compartment("Practitioner", "r") is None  # a user grant covers it
+    assert not patient.allows("Observation", "c")
+    without = Access.from_scopes(["patient/*.rs"])
+    assert not without.allows("Observation", "r")
+    with pytest.raises(ForbiddenError, match="patient claim"):
+        without.require("Observation", "r")
+
+
+def test_filtered_scopes_fail_closed_until_enforced() -> None:
     filtered = Access.from_scopes(["user/Observation.rs?category=laboratory"])
     assert not filtered.allows("Observation", "s")
     with pytest.raises(ForbiddenError, match="restrictions"):

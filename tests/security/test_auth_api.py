@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,13 @@ from tests.security.keys import AUDIENCE, ISSUER, forged_tokens, token, trusted_
 PATCH = [{"op": "replace", "path": "/status", "value": "amended"}]
 
 
-@pytest.fixture
-def server(
-    database_url: str, admin_engines: dict[str, Engine], tmp_path: Path
+@contextmanager
+def secured_server(
+    database_url: str, engines: dict[str, Engine], tmp_path: Path, resources: list[dict[str, Any]]
 ) -> Iterator[httpx.Client]:
-    """A server requiring tokens, holding Patient p1, Observation o1 (pain, of p1) and
-    MedicationAdministration m1."""
-    empty_database(database_url, admin_engines)
+    """A server requiring tokens signed by tests/security/keys.py's trusted keys, on an emptied
+    database holding `resources` (stored with their ids by a system/*.* token)."""
+    empty_database(database_url, engines)
     settings = Settings(
         DATABASE_URL=database_url,
         FHIR_MIGRATE_ON_START=False,
@@ -42,13 +43,23 @@ def server(
     )
     with asgi_client(create_app(settings)) as client:
         admin = _as(client, "system/*.*")
-        for resource in (
-            {**patient_resource(), "id": "p1"},
-            {**pain_observation(), "id": "o1"},
-            {**ketamine_administration(), "id": "m1"},
-        ):
+        for resource in resources:
             response = admin("PUT", f"/fhir/{resource['resourceType']}/{resource['id']}", resource)
             assert response.status_code == 201, response.text
+        yield client
+
+
+@pytest.fixture
+def server(
+    database_url: str, admin_engines: dict[str, Engine], tmp_path: Path
+) -> Iterator[httpx.Client]:
+    """Patient p1, Observation o1 (pain, of p1) and MedicationAdministration m1."""
+    resources = [
+        {**patient_resource(), "id": "p1"},
+        {**pain_observation(), "id": "o1"},
+        {**ketamine_administration(), "id": "m1"},
+    ]
+    with secured_server(database_url, admin_engines, tmp_path, resources) as client:
         yield client
 
 
@@ -318,14 +329,6 @@ def test_operations_need_the_scopes_of_what_they_read(server: httpx.Client) -> N
         "Patient",
         "Observation",
     }
-
-
-def test_patient_context_scopes_are_refused_until_compartments_are_enforced(
-    server: httpx.Client,
-) -> None:
-    patient_app = _as(server, "patient/*.rs launch/patient", patient="p1")
-    outcome = assert_outcome(patient_app("GET", "/fhir/Observation?patient=p1"), 403, "forbidden")
-    assert "patient-context" in outcome["issue"][0]["diagnostics"]
 
 
 def _finish(call: Call, started: httpx.Response) -> httpx.Response:
