@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     auth_authorize_url: str = Field("", alias="FHIR_AUTH_AUTHORIZE_URL")
     auth_token_url: str = Field("", alias="FHIR_AUTH_TOKEN_URL")
     insecure_remote_without_auth: bool = Field(False, alias="FHIR_INSECURE_REMOTE_WITHOUT_AUTH")
+    # An AuditEvent per request under /fhir: "auto" records when authorization is configured.
+    audit: str = Field("auto", alias="FHIR_AUDIT", pattern="^(auto|on|off)$")
+
+    @property
+    def audit_enabled(self) -> bool:
+        return self.audit == "on" or (self.audit == "auto" and self.auth_enabled)
 
     @property
     def auth_enabled(self) -> bool:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from app.api import errors
+from app.api.audit import AuditMiddleware
 from app.api.auth import authenticate
 from app.api.auth import public as public_router
 from app.api.context import Runtime
@@ -21,6 +22,7 @@ from app.fhir import (  # noqa: F401 - they register their capabilities
     operation_definitions,
     search_capability,
 )
+from app.fhir.audit import AuditWriter
 from app.fhir.service import ResourceService
 from app.search.ucum import canonical
 from app.security.setup import build_verifier
@@ -53,9 +55,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.db_calls == "auto" and is_sqlite(engine)
             )
             store = SqlStore(engine)
-            app.state.runtime = Runtime(settings, ResourceService(store), inline, store, verifier)
+            service = ResourceService(store)
+            audit = AuditWriter(service) if settings.audit_enabled else None
+            app.state.runtime = Runtime(settings, service, inline, store, verifier, audit)
             log.info("serving FHIR R4B at /fhir on %s", engine.url.render_as_string())
-            yield
+            try:
+                yield
+            finally:
+                if audit is not None:
+                    audit.close()  # what is queued is written before the engine closes
         finally:
             engine.dispose()
 
@@ -66,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(AuditMiddleware)
     protected = [Depends(authenticate)]
     app.include_router(public_router)
     app.include_router(public_fhir_router)

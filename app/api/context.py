@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from app.config import Settings
+from app.fhir.audit import AuditWriter
 from app.fhir.errors import BadRequestError, PayloadTooLargeError
 from app.fhir.export import ExportStore
 from app.fhir.service import ResourceService
@@ -25,6 +26,7 @@ class Runtime:
     inline: bool  # run blocking database work on the event loop (see Settings.db_calls)
     exports: ExportStore
     verifier: TokenVerifier | None = None  # None: no authorization configured
+    audit: AuditWriter | None = None  # None: no audit trail kept
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:

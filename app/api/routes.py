@@ -83,6 +83,7 @@ def _no_patient_context(allowed: Access, resource_type: str, interaction: str, w
 def _written(request: Request, result: WriteResult) -> Response:
     """A create or update's answer: 201 with Location when it created, else 200."""
     assert result.record is not None
+    request.state.audit_entities = [f"{result.record.resource_type}/{result.record.resource_id}"]
     return resource_response(
         request,
         result.record,
@@ -172,6 +173,9 @@ async def _search(
     if not allowed.everyone:
         included = [r for r in page.includes if _may_return(allowed, r)]
         page = replace(page, includes=included)
+    request.state.audit_entities = [
+        f"{r.resource_type}/{r.resource_id}" for r in (*page.matches, *page.includes)
+    ]
     kept = [(k, v) for k, v in pairs if k != "_offset"]
     return fhir_response(request, searchset_bundle(base, search, page, link, kept, outcome))
 
@@ -397,10 +401,25 @@ async def transaction(request: Request) -> Response:
         max_count=rt.settings.max_page_size,
         access=access(request),
     )
+    if isinstance(bundle, dict):
+        request.state.bundle_kind = bundle.get("type")
     body = await rt.call(
         processor.process, bundle, base_url(request), negotiation.prefer_return(request)
     )
+    if rt.audit is not None:
+        request.state.audit_entities = _locations(body)
     return fhir_response(request, body)
+
+
+def _locations(body: bytes) -> list[str]:
+    """Type/id of each entry a transaction or batch response names (for the audit trail)."""
+    found = []
+    for entry in jsonio.loads(body).get("entry", []):
+        location = entry.get("response", {}).get("location") or entry.get("fullUrl") or ""
+        parts = location.split("/_history")[0].rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2][:1].isupper():
+            found.append(f"{parts[-2]}/{parts[-1]}")
+    return found
 
 
 def _condition(request: Request, what: str) -> str:

@@ -17,6 +17,9 @@ from app.fhir.errors import ForbiddenError
 from app.fhir.models import RESOURCE_TYPES
 
 INTERACTIONS = "cruds"
+# Types a wildcard scope does not reach: who accessed what is for auditors, whose scopes name
+# the type (system/AuditEvent.rs), not for every `user/*.rs` token.
+EXPLICIT_ONLY = frozenset({"AuditEvent"})
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE = re.compile(
     r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)"
@@ -42,7 +45,11 @@ class Grant:
     filters: tuple[tuple[str, str], ...] = ()
 
     def covers(self, resource_type: str, interaction: str) -> bool:
-        return interaction in self.interactions and self.resource_type in ("*", resource_type)
+        if interaction not in self.interactions:
+            return False
+        if self.resource_type == "*":
+            return resource_type not in EXPLICIT_ONLY
+        return self.resource_type == resource_type
 
 
 def parse_scope(scope: str) -> Grant | None:
@@ -119,10 +126,11 @@ class Access:
     def allows_all_types(self, interaction: str) -> bool:
         if self.everyone:
             return True
-        return any(
+        wildcard = any(
             g.resource_type == "*" and interaction in g.interactions and self._usable(g)
             for g in self.grants
         )
+        return wildcard and all(self.allows(t, interaction) for t in EXPLICIT_ONLY)
 
     def types_allowed(self, interaction: str) -> tuple[str, ...]:
         """The resource types `interaction` is allowed on (every type when a grant says *)."""

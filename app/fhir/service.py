@@ -19,6 +19,7 @@ from app.fhir.errors import (
     ForbiddenError,
     GoneError,
     Issue,
+    MethodNotAllowedError,
     NotFoundError,
     PreconditionFailedError,
     UnprocessableError,
@@ -405,6 +406,7 @@ class ResourceService:
             _check_if_match(state, if_match, resource_type, resource_id)
         if state is None or state.deleted:
             return WriteResult(None)  # deleting what is not there succeeds, idempotently
+        _check_mutable(resource_type)
         record = VersionRecord(
             resource_type,
             resource_id,
@@ -477,6 +479,7 @@ class ResourceService:
             record = VersionRecord(resource_type, resource_id, 1, last_updated, method, content)
             tx.insert(record, index)
             return WriteResult(record, created=True)
+        _check_mutable(resource_type)
         version_id = state.version_id + 1
         last_updated = after(state.last_updated)
         content = stamp(data, resource_id, version_id, last_updated)
@@ -485,6 +488,18 @@ class ResourceService:
         )
         tx.append(state, record, index)
         return WriteResult(record, created=state.deleted)
+
+
+# A record of what happened: created once, never changed or deleted through the API.
+IMMUTABLE_TYPES = frozenset({"AuditEvent"})
+
+
+def _check_mutable(resource_type: str) -> None:
+    if resource_type in IMMUTABLE_TYPES:
+        raise MethodNotAllowedError(
+            f"{resource_type} resources are a record of what happened: they can be created, "
+            "never updated, patched or deleted"
+        )
 
 
 # Conditional deletes of several resources stop here: one request should not empty a table.

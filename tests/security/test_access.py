@@ -78,9 +78,14 @@ def test_access_is_the_union_of_its_grants() -> None:
     assert not access.readable("Condition")
     assert not access.allows_all_types("s")
     every = Access.from_scopes(["system/*.rs"])
-    assert every.allows_all_types("s")
-    assert every.types_allowed("s") == RESOURCE_TYPES
     assert not every.allows("Observation", "d")
+    # a wildcard does not reach the audit trail: that takes a scope naming AuditEvent
+    assert not every.allows("AuditEvent", "s")
+    assert every.types_allowed("s") == tuple(t for t in RESOURCE_TYPES if t != "AuditEvent")
+    assert not every.allows_all_types("s")
+    auditor = Access.from_scopes(["system/*.rs", "system/AuditEvent.rs"])
+    assert auditor.allows_all_types("s")
+    assert auditor.types_allowed("s") == RESOURCE_TYPES
 
 
 def test_refusals_name_the_interaction_and_type() -> None:
