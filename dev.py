@@ -51,10 +51,12 @@ def main(argv: list[str]) -> int:
         # the quick start: the shipped case is loaded on first start (once)
         args = [str(PY), "-m", "app", "serve", "--load-case", *rest]
     elif command == "test":
-        # One pytest worker per core, each test file kept on one worker (its module fixtures
-        # load once); `python3 dev.py test -n 0` runs in one process.
+        # One pytest worker per core; the tests are split between them and a worker left idle
+        # takes tests from the other's queue (worksteal). With whole files per worker
+        # (loadfile) one long module ran alone for minutes at the end; a module split between
+        # workers loads its module fixtures in each. `python3 dev.py test -n 0`: one process.
         parallel = [] if any(a.startswith("-n") for a in rest) else ["-n", "auto"]
-        args = [str(PY), "-m", "pytest", *parallel, "--dist", "loadfile", *rest]
+        args = [str(PY), "-m", "pytest", *parallel, "--dist", "worksteal", *rest]
     else:
         if not rest:
             print("dev.py run: name a command", file=sys.stderr)
