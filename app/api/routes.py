@@ -83,7 +83,9 @@ def _no_patient_context(allowed: Access, resource_type: str, interaction: str, w
 def _written(request: Request, result: WriteResult) -> Response:
     """A create or update's answer: 201 with Location when it created, else 200."""
     assert result.record is not None
-    request.state.audit_entities = [f"{result.record.resource_type}/{result.record.resource_id}"]
+    if runtime(request).audit is not None:
+        record = result.record
+        request.state.audit_entities = [f"{record.resource_type}/{record.resource_id}"]
     return resource_response(
         request,
         result.record,
@@ -173,9 +175,10 @@ async def _search(
     if not allowed.everyone:
         included = [r for r in page.includes if _may_return(allowed, r)]
         page = replace(page, includes=included)
-    request.state.audit_entities = [
-        f"{r.resource_type}/{r.resource_id}" for r in (*page.matches, *page.includes)
-    ]
+    if rt.audit is not None:  # only the audit trail reads them
+        request.state.audit_entities = [
+            f"{r.resource_type}/{r.resource_id}" for r in (*page.matches, *page.includes)
+        ]
     kept = [(k, v) for k, v in pairs if k != "_offset"]
     return fhir_response(request, searchset_bundle(base, search, page, link, kept, outcome))
 
