@@ -23,6 +23,7 @@ from app.fhir.errors import ForbiddenError, NotFoundError
 from app.fhir.formats import parse_resource
 from app.fhir.models import RESOURCE_TYPES
 from app.fhir.operation_definitions import DEFINITIONS
+from app.fhir.service import ResourceService
 from app.fhir.store import SearchPage
 
 router = APIRouter(prefix="/fhir", tags=["operations"])
@@ -44,7 +45,6 @@ _PATIENT_COURSE = (
     ("Medication", "r"),
 )
 _PATIENT_CONDITIONS = (("Patient", "r"), ("Condition", "s"))
-_OBSERVATIONS = (("Observation", "s"),)
 
 
 def _require(
@@ -64,6 +64,14 @@ def _require(
             )
         if patient_id != bound:
             raise NotFoundError(f"Patient/{patient_id} is not known")
+
+
+def _searching_observations(request: Request) -> ResourceService:
+    """$stats and $lastn are Observation searches: a patient-context token's are bounded to
+    its compartment like any search."""
+    allowed = access(request)
+    allowed.require("Observation", "s")
+    return runtime(request).service.bounded(allowed)
 
 
 async def _parameters(
@@ -177,20 +185,20 @@ async def everything(request: Request, patient_id: str) -> Response:
 @router.get("/Observation/$stats", summary="stats: statistics of a subject's observations")
 @router.post("/Observation/$stats", include_in_schema=False)
 async def observation_stats(request: Request) -> Response:
-    _require(request, _OBSERVATIONS)
     rt = runtime(request)
-    result = await rt.call(operations.stats, rt.service, await _pairs(request))
+    service = _searching_observations(request)
+    result = await rt.call(operations.stats, service, await _pairs(request))
     return fhir_response(request, jsonio.dumps(result))
 
 
 @router.get("/Observation/$lastn", summary="lastn: the most recent observations per code")
 async def lastn(request: Request) -> Response:
-    _require(request, _OBSERVATIONS)
     rt = runtime(request)
+    service = _searching_observations(request)
     pairs = [
         (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
     ]
-    search, records = await rt.call(operations.lastn, rt.service, pairs)
+    search, records = await rt.call(operations.lastn, service, pairs)
     base = base_url(request)
     search.count = max(len(records), 1)
     search.offset = 0

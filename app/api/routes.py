@@ -16,21 +16,18 @@ from app.api.auth import access
 from app.api.context import base_url, read_body, runtime
 from app.api.responses import fhir_response, informational, resource_response, version_headers
 from app.fhir import jsonio
-from app.fhir.access import Access
 from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import Security, capability_statement
-from app.fhir.compartment import PATIENT_COMPARTMENT, in_patient_compartment
+from app.fhir.compartment import PATIENT_COMPARTMENT
+from app.fhir.compartment_guard import may_return
 from app.fhir.errors import (
-    ForbiddenError,
     MethodNotAllowedError,
-    NotFoundError,
     UnsupportedMediaTypeError,
 )
 from app.fhir.formats import parse_resource
 from app.fhir.history import history_query
 from app.fhir.models import require_resource_type
 from app.fhir.service import WriteResult
-from app.fhir.store import VersionRecord
 from app.fhir.transactions import BundleProcessor
 
 router = APIRouter(prefix="/fhir")
@@ -39,45 +36,6 @@ router = APIRouter(prefix="/fhir")
 public_router = APIRouter(prefix="/fhir")
 
 _RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+json": {}}}
-
-
-def _in_compartment(allowed: Access, record: VersionRecord, interaction: str) -> None:
-    """A patient-context read sees only its patient's compartment: anything else is 404, as if
-    it did not exist (whether it exists is not the token's business)."""
-    patient = allowed.compartment(record.resource_type, interaction)
-    if patient is None:
-        return
-    content = record.content
-    if content is None or not in_patient_compartment(jsonio.loads(content), patient):
-        raise NotFoundError(f"{record.resource_type}/{record.resource_id} is not known")
-
-
-def _may_return(allowed: Access, record: VersionRecord) -> bool:
-    """Whether an included resource may be returned: readable, and in the compartment when
-    only patient-context grants make it readable."""
-    if not allowed.readable(record.resource_type):
-        return False
-    if (
-        allowed.allows(record.resource_type, "r")
-        and allowed.compartment(record.resource_type, "r") is None
-    ):
-        return True
-    if (
-        allowed.allows(record.resource_type, "s")
-        and allowed.compartment(record.resource_type, "s") is None
-    ):
-        return True
-    assert allowed.patient is not None
-    return record.content is not None and in_patient_compartment(
-        jsonio.loads(record.content), allowed.patient
-    )
-
-
-def _no_patient_context(allowed: Access, resource_type: str, interaction: str, what: str) -> None:
-    """Interactions whose compartment checks are not built yet refuse patient-context access
-    (fail closed) rather than run unchecked."""
-    if allowed.compartment(resource_type, interaction) is not None:
-        raise ForbiddenError(f"{what} is not available to patient-context access tokens yet")
 
 
 def _written(request: Request, result: WriteResult) -> Response:
@@ -113,17 +71,12 @@ async def _history(
     rt = runtime(request)
     allowed = access(request)
     if resource_type is None:
-        allowed.require_all_types("s", "History of the whole server")
-        _no_patient_context(allowed, "Patient", "s", "History of the whole server")
+        if allowed.compartment("Patient", "s") is None:  # else: the compartment's history
+            allowed.require_all_types("s", "History of the whole server")
     elif resource_id is None:
         allowed.require(resource_type, "s")
-        _no_patient_context(allowed, resource_type, "s", "History of a resource type")
     else:
         allowed.require(resource_type, "r")
-        if allowed.compartment(resource_type, "r") is not None:
-            # the current version decides whether the resource is the patient's
-            current = await rt.call(rt.service.read, resource_type, resource_id)
-            _in_compartment(allowed, current, "r")
     query, kept, cursor = history_query(
         request.query_params,
         resource_type,
@@ -131,7 +84,7 @@ async def _history(
         rt.settings.default_page_size,
         rt.settings.max_page_size,
     )
-    page = await rt.call(rt.service.history, query)
+    page = await rt.call(rt.service.bounded(allowed).history, query)
     link = f"{base_url(request)}/" + "/".join(
         p for p in (resource_type, resource_id, "_history") if p
     )
@@ -158,7 +111,7 @@ async def _search(
     if compartment is not None and not resource_types:
         resource_types = tuple(t for t in PATIENT_COMPARTMENT if allowed.allows(t, "s"))
     search, page, outcome = await rt.call(
-        rt.service.search,
+        rt.service.bounded(allowed).search,
         resource_types,
         pairs,
         rt.settings.default_page_size,
@@ -173,7 +126,7 @@ async def _search(
         else base
     )
     if not allowed.everyone:
-        included = [r for r in page.includes if _may_return(allowed, r)]
+        included = [r for r in page.includes if may_return(allowed, r)]
         page = replace(page, includes=included)
     if rt.audit is not None:  # only the audit trail reads them
         request.state.audit_entities = [
@@ -265,9 +218,8 @@ async def vread(
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "r")
-    if allowed.compartment(resource_type, "r") is not None:
-        _in_compartment(allowed, await rt.call(rt.service.read, resource_type, resource_id), "r")
-    record = await rt.call(rt.service.vread, resource_type, resource_id, version_id)
+    service = rt.service.bounded(allowed)
+    record = await rt.call(service.vread, resource_type, resource_id, version_id)
     return resource_response(request, record)
 
 
@@ -285,16 +237,9 @@ async def create(request: Request, resource_type: str) -> Response:
     allowed.require(
         require_resource_type(resource_type), "c", *("s" if if_none_exist is not None else "")
     )
-    if if_none_exist is not None:
-        _no_patient_context(allowed, resource_type, "c", "A conditional create")
     data = parse_resource(await read_body(request), negotiation.body_format(request))
-    patient = allowed.compartment(resource_type, "c")
-    if patient is not None and not in_patient_compartment(data, patient):
-        raise ForbiddenError(
-            f"The {resource_type} is not in Patient/{patient}'s compartment: a patient-context "
-            "token may only create resources of its patient"
-        )
-    result = await rt.call(rt.service.create, resource_type, data, if_none_exist)
+    service = rt.service.bounded(allowed)
+    result = await rt.call(service.create, resource_type, data, if_none_exist)
     return _written(request, result)
 
 
@@ -305,8 +250,7 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "r")
-    record = await rt.call(rt.service.read, resource_type, resource_id)
-    _in_compartment(allowed, record, "r")
+    record = await rt.call(rt.service.bounded(allowed).read, resource_type, resource_id)
     if negotiation.not_modified(request, record.version_id, record.last_updated):
         return Response(status_code=304, headers=version_headers(record))
     return resource_response(request, record)
@@ -322,13 +266,12 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u")
-    _no_patient_context(allowed, resource_type, "u", "An update")
     if_match = negotiation.if_match(request)
     only_if_absent = negotiation.if_none_match_any(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(
         partial(
-            rt.service.update,
+            rt.service.bounded(allowed).update,
             only_if_absent=only_if_absent,
             may_create=allowed.allows(resource_type, "c"),
         ),
@@ -352,11 +295,11 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u")
-    _no_patient_context(allowed, resource_type, "u", "A patch")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
     operations = jsonio.loads(await read_body(request))
-    result = await rt.call(rt.service.patch, resource_type, resource_id, operations, if_match)
+    service = rt.service.bounded(allowed)
+    result = await rt.call(service.patch, resource_type, resource_id, operations, if_match)
     assert result.record is not None
     return resource_response(request, result.record, 200, prefer=negotiation.prefer_return(request))
 
@@ -368,9 +311,9 @@ async def delete(request: Request, resource_type: str, resource_id: str) -> Resp
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "d")
-    _no_patient_context(allowed, resource_type, "d", "A delete")
     if_match = negotiation.if_match(request)
-    result = await rt.call(rt.service.delete, resource_type, resource_id, if_match)
+    service = rt.service.bounded(allowed)
+    result = await rt.call(service.delete, resource_type, resource_id, if_match)
     prefer = negotiation.prefer_return(request)
     if prefer == "OperationOutcome":
         message = (
@@ -446,12 +389,14 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u", "s")
-    _no_patient_context(allowed, resource_type, "u", "A conditional update")
     query = _condition(request, "PUT")
     if_match = negotiation.if_match(request)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(
-        partial(rt.service.conditional_update, may_create=allowed.allows(resource_type, "c")),
+        partial(
+            rt.service.bounded(allowed).conditional_update,
+            may_create=allowed.allows(resource_type, "c"),
+        ),
         resource_type,
         query,
         data,
@@ -472,12 +417,12 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u", "s")
-    _no_patient_context(allowed, resource_type, "u", "A conditional patch")
     query = _condition(request, "PATCH")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
     operations = jsonio.loads(await read_body(request))
-    result = await rt.call(rt.service.conditional_patch, resource_type, query, operations, if_match)
+    service = rt.service.bounded(allowed)
+    result = await rt.call(service.conditional_patch, resource_type, query, operations, if_match)
     assert result.record is not None
     return resource_response(request, result.record, 200, prefer=negotiation.prefer_return(request))
 
@@ -491,10 +436,9 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "d", "s")
-    _no_patient_context(allowed, resource_type, "d", "A conditional delete")
     query = _condition(request, "DELETE")
     results = await rt.call(
-        rt.service.conditional_delete,
+        rt.service.bounded(allowed).conditional_delete,
         resource_type,
         query,
         rt.settings.conditional_delete_multiple,

@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl, urlencode
 import jsonpatch
 
 from app.fhir import jsonio
+from app.fhir.access import Access
+from app.fhir.compartment_guard import CompartmentStore
 from app.fhir.errors import (
     BadRequestError,
     ForbiddenError,
@@ -79,6 +81,13 @@ class Stamped:
 class ResourceService:
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    def bounded(self, access: Access) -> ResourceService:
+        """The service as the token sees it: a patient-context token's stays in its patient's
+        compartment on every path (app/fhir/compartment_guard.py)."""
+        if access.everyone or access.patient is None:
+            return self
+        return ResourceService(CompartmentStore(self.store, access))
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, resource_type: str, resource_id: str) -> VersionRecord:

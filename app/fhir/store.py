@@ -54,6 +54,9 @@ class HistoryQuery:
     at: tuple[datetime, datetime] | None = None  # [low, high) the version must overlap
     count: int = 50
     before: int | None = None  # page cursor: only versions older than this key
+    # a patient id: only resources of these types in that patient's compartment now
+    compartment: str | None = None
+    compartment_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

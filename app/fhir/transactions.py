@@ -22,10 +22,10 @@ from urllib.parse import parse_qsl, urlsplit
 from app.fhir import jsonio
 from app.fhir.access import EVERYONE, Access
 from app.fhir.bundles import searchset_bundle
+from app.fhir.compartment_guard import may_return
 from app.fhir.errors import (
     BadRequestError,
     FhirError,
-    ForbiddenError,
     Issue,
     NotFoundError,
     PayloadTooLargeError,
@@ -98,7 +98,8 @@ class BundleProcessor:
         max_count: int,
         access: Access = EVERYONE,
     ) -> None:
-        self.service = service
+        # a patient-context token's Bundle reads and writes stay in its compartment
+        self.service = service.bounded(access)
         self.max_entries = max_entries
         self.multiple_delete = multiple_delete
         self.default_count = default_count
@@ -109,12 +110,6 @@ class BundleProcessor:
         """Each entry needs what the same interaction needs on its own (403 otherwise);
         conditional ones also need search. A PUT that would create also needs create."""
         method, resource_type = entry.method, entry.resource_type
-        if self.access.patient is not None and not self.access.everyone:
-            interactions = "rs" if method in ("GET", "HEAD") else "cud"
-            if any(self.access.compartment(resource_type, i) is not None for i in interactions):
-                raise ForbiddenError(
-                    "Bundle entries are not available to patient-context access tokens yet"
-                )
         conditional = "s" if entry.query is not None or entry.if_none_exist is not None else ""
         if method in ("GET", "HEAD"):
             self.access.require(resource_type, "r" if entry.resource_id is not None else "s")
@@ -327,7 +322,7 @@ class BundleProcessor:
                 (entry.resource_type,), pairs, self.default_count, self.max_count
             )
             if not self.access.everyone:
-                included = [r for r in page.includes if self.access.readable(r.resource_type)]
+                included = [r for r in page.includes if may_return(self.access, r)]
                 page = replace(page, includes=included)
             link = f"{base}/{entry.resource_type}"
             kept = [(k, v) for k, v in pairs if k != "_offset"]

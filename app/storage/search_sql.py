@@ -718,7 +718,8 @@ def from_clause(
 ) -> tuple[Any, list[ColumnElement[bool]]]:
     """The FROM (current resources, joined to the driving criterion's keys) and the WHERE."""
     found = plan(request, spans, keys_only=False)
-    return found.source, found.conds
+    compartment = compartment_condition(found.key, request.compartment, request.resource_types)
+    return found.source, [*found.conds, *([compartment] if compartment is not None else [])]
 
 
 def needs_spans(criteria: list[Criterion | Chain | Has]) -> bool:
@@ -818,17 +819,18 @@ def revinclude_sources(targets: list[tuple[str, str]], include: Any) -> Select[A
     return select(x.c.res_key).where(*conds).distinct()
 
 
-def compartment_condition(key: Any, request: SearchRequest) -> ColumnElement[bool] | None:
-    """Keys in request.compartment's patient compartment: the patient, and resources of the
-    request's types referencing Patient/id through one of their type's compartment
-    parameters (one range of the reference target index; IN materialises it once)."""
-    patient_id = request.compartment
+def compartment_condition(
+    key: Any, patient_id: str | None, resource_types: tuple[str, ...]
+) -> ColumnElement[bool] | None:
+    """Keys in the patient's compartment: the patient, and resources of the given types
+    referencing Patient/id through one of their type's compartment parameters (one range of
+    the reference target index; IN materialises it once)."""
     if patient_id is None:
         return None
     x = INDEX_TABLES["reference"].alias()
     by_type = [
         and_(x.c.resource_type == t, x.c.param.in_(codes))
-        for t in request.resource_types
+        for t in resource_types
         if (codes := stored_params(t))
     ]
     parts: list[ColumnElement[bool]] = []
@@ -837,7 +839,7 @@ def compartment_condition(key: Any, request: SearchRequest) -> ColumnElement[boo
             x.c.target_type == "Patient", x.c.target_id == patient_id, or_(*by_type)
         )
         parts.append(key.in_(members))
-    if "Patient" in request.resource_types:
+    if "Patient" in resource_types:
         row = r.alias()
         itself = select(row.c.res_key).where(
             row.c.resource_type == "Patient", row.c.resource_id == patient_id

@@ -475,6 +475,11 @@ class SqlStore:
             conditions.append(r.c.resource_id == query.resource_id)
         if query.since is not None:
             conditions.append(v.c.last_updated >= _db_value(query.since))
+        compartment = search_sql.compartment_condition(
+            v.c.res_key, query.compartment, query.compartment_types
+        )
+        if compartment is not None:
+            conditions.append(compartment)
         if query.at is not None:
             low, high = (_db_value(t) for t in query.at)
             successor = v.alias("successor")
@@ -672,7 +677,9 @@ def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
             request, criteria=[search_sql.resolve_links(conn, c, spans) for c in request.criteria]
         )
         found = search_sql.plan(request, spans)
-        compartment = search_sql.compartment_condition(found.key, request)
+        compartment = search_sql.compartment_condition(
+            found.key, request.compartment, request.resource_types
+        )
         if compartment is not None:
             found = replace(found, conds=[*found.conds, compartment])
         source, conds = found.source, found.conds
