@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
@@ -15,7 +16,8 @@ from app.api import negotiation
 from app.api.auth import access
 from app.api.context import base_url, read_body, runtime
 from app.api.responses import fhir_response, informational, resource_response, version_headers
-from app.fhir import jsonio
+from app.fhir import jsonio, provenance
+from app.fhir.access import Access
 from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import Security, capability_statement
 from app.fhir.compartment import PATIENT_COMPARTMENT
@@ -36,6 +38,16 @@ router = APIRouter(prefix="/fhir")
 public_router = APIRouter(prefix="/fhir")
 
 _RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+json": {}}}
+
+
+def _provenance(request: Request, allowed: Access) -> dict[str, Any] | None:
+    """The X-Provenance header's Provenance (stored with the write), needing create on
+    Provenance."""
+    raw = request.headers.get(provenance.HEADER)
+    if raw is None:
+        return None
+    allowed.require("Provenance", "c")
+    return provenance.parse_provenance(raw)
 
 
 def _written(request: Request, result: WriteResult) -> Response:
@@ -237,9 +249,10 @@ async def create(request: Request, resource_type: str) -> Response:
     allowed.require(
         require_resource_type(resource_type), "c", *("s" if if_none_exist is not None else "")
     )
+    stated = _provenance(request, allowed)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     service = rt.service.bounded(allowed)
-    result = await rt.call(service.create, resource_type, data, if_none_exist)
+    result = await rt.call(service.create, resource_type, data, if_none_exist, stated)
     return _written(request, result)
 
 
@@ -268,12 +281,14 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     allowed.require(require_resource_type(resource_type), "u")
     if_match = negotiation.if_match(request)
     only_if_absent = negotiation.if_none_match_any(request)
+    stated = _provenance(request, allowed)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(
         partial(
             rt.service.bounded(allowed).update,
             only_if_absent=only_if_absent,
             may_create=allowed.allows(resource_type, "c"),
+            provenance=stated,
         ),
         resource_type,
         resource_id,
@@ -297,9 +312,10 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     allowed.require(require_resource_type(resource_type), "u")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
+    stated = _provenance(request, allowed)
     operations = jsonio.loads(await read_body(request))
     service = rt.service.bounded(allowed)
-    result = await rt.call(service.patch, resource_type, resource_id, operations, if_match)
+    result = await rt.call(service.patch, resource_type, resource_id, operations, if_match, stated)
     assert result.record is not None
     return resource_response(request, result.record, 200, prefer=negotiation.prefer_return(request))
 
@@ -391,11 +407,13 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     allowed.require(require_resource_type(resource_type), "u", "s")
     query = _condition(request, "PUT")
     if_match = negotiation.if_match(request)
+    stated = _provenance(request, allowed)
     data = parse_resource(await read_body(request), negotiation.body_format(request))
     result = await rt.call(
         partial(
             rt.service.bounded(allowed).conditional_update,
             may_create=allowed.allows(resource_type, "c"),
+            provenance=stated,
         ),
         resource_type,
         query,
@@ -420,9 +438,12 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
     query = _condition(request, "PATCH")
     if_match = negotiation.if_match(request)
     negotiation.body_format(request, patch=True)
+    stated = _provenance(request, allowed)
     operations = jsonio.loads(await read_body(request))
     service = rt.service.bounded(allowed)
-    result = await rt.call(service.conditional_patch, resource_type, query, operations, if_match)
+    result = await rt.call(
+        service.conditional_patch, resource_type, query, operations, if_match, stated
+    )
     assert result.record is not None
     return resource_response(request, result.record, 200, prefer=negotiation.prefer_return(request))
 

@@ -6,6 +6,7 @@ stamps id/meta and appends a version. Responses reuse the bytes that were stored
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,7 @@ from app.fhir.errors import (
 from app.fhir.ids import check_id, new_id
 from app.fhir.instants import after, format_instant, now
 from app.fhir.models import require_resource_type, validate
+from app.fhir.provenance import targeting
 from app.fhir.store import (
     CurrentState,
     HistoryPage,
@@ -49,6 +51,7 @@ from app.search.query import ANY_TYPE, SearchRequest, parse_search
 class WriteResult:
     record: VersionRecord | None  # None: a delete that found nothing to delete
     created: bool = False
+    matched: bool = False  # a conditional create found `record`: nothing was written
 
 
 def stamp(data: dict[str, Any], resource_id: str, version_id: int, last_updated: datetime) -> bytes:
@@ -167,16 +170,39 @@ class ResourceService:
     # Each write is prepared outside the transaction (validation, index rows) and applied by an
     # `_..._in(tx, ...)` step, so a transaction Bundle can run many steps in one transaction.
     def create(
-        self, resource_type: str, data: Any, if_none_exist: str | None = None
+        self,
+        resource_type: str,
+        data: Any,
+        if_none_exist: str | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> WriteResult:
         require_resource_type(resource_type)
         validate(data, resource_type)
         resource_id = new_id()
         index = index_rows(data)
-        return run_write(
-            self.store,
+        return self._run(
             lambda tx: self.create_in(tx, resource_type, data, resource_id, index, if_none_exist),
+            provenance,
         )
+
+    def _run(
+        self, work: Callable[[WriteTx], WriteResult], provenance: dict[str, Any] | None
+    ) -> WriteResult:
+        """run_write, storing the X-Provenance Provenance of what `work` wrote in the same
+        transaction (app/fhir/provenance.py)."""
+        if provenance is None:
+            return run_write(self.store, work)
+        provenance_id = new_id()
+
+        def with_provenance(tx: WriteTx) -> WriteResult:
+            result = work(tx)
+            if result.record is not None and not result.matched:
+                self.create_in(
+                    tx, "Provenance", targeting(provenance, result.record), provenance_id
+                )
+            return result
+
+        return run_write(self.store, with_provenance)
 
     def create_in(
         self,
@@ -191,7 +217,7 @@ class ResourceService:
         if if_none_exist is not None:
             existing = self.existing_match(tx, resource_type, if_none_exist, "If-None-Exist")
             if existing is not None:
-                return WriteResult(existing)
+                return WriteResult(existing, matched=True)
         last_updated = now()
         record = VersionRecord(
             resource_type,
@@ -213,17 +239,18 @@ class ResourceService:
         *,
         only_if_absent: bool = False,
         may_create: bool = True,
+        provenance: dict[str, Any] | None = None,
     ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
         validate(data, resource_type)
         _check_body_id(data, resource_id, resource_type)
         index = index_rows(data)
-        return run_write(
-            self.store,
+        return self._run(
             lambda tx: self.update_in(
                 tx, resource_type, resource_id, data, if_match, index, only_if_absent, may_create
             ),
+            provenance,
         )
 
     def update_in(
@@ -286,15 +313,16 @@ class ResourceService:
         if_match: int | None = None,
         *,
         may_create: bool = True,
+        provenance: dict[str, Any] | None = None,
     ) -> WriteResult:
         require_resource_type(resource_type)
         validate(data, resource_type)
         fresh_id = new_id()
-        return run_write(
-            self.store,
+        return self._run(
             lambda tx: self.conditional_update_in(
                 tx, resource_type, query, data, if_match, fresh_id, may_create
             ),
+            provenance,
         )
 
     def conditional_update_in(
@@ -350,17 +378,27 @@ class ResourceService:
         return matches[0]
 
     def patch(
-        self, resource_type: str, resource_id: str, operations: Any, if_match: int | None = None
+        self,
+        resource_type: str,
+        resource_id: str,
+        operations: Any,
+        if_match: int | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> WriteResult:
         require_resource_type(resource_type)
         check_id(resource_id)
         patch = _json_patch(operations)
-        return run_write(
-            self.store, lambda tx: self.patch_in(tx, resource_type, resource_id, patch, if_match)
+        return self._run(
+            lambda tx: self.patch_in(tx, resource_type, resource_id, patch, if_match), provenance
         )
 
     def conditional_patch(
-        self, resource_type: str, query: str, operations: Any, if_match: int | None = None
+        self,
+        resource_type: str,
+        query: str,
+        operations: Any,
+        if_match: int | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> WriteResult:
         require_resource_type(resource_type)
         patch = _json_patch(operations)
@@ -369,7 +407,7 @@ class ResourceService:
             target = self.one_match(tx, resource_type, query, "The conditional patch")
             return self.patch_in(tx, resource_type, target, patch, if_match)
 
-        return run_write(self.store, work)
+        return self._run(work, provenance)
 
     def patch_in(
         self,
