@@ -40,13 +40,19 @@ def _serve(args: argparse.Namespace) -> int:
         engine.dispose()
     if args.load_case:
         _load_case(args)
+    from app.log_policy import uvicorn_log_config
+
+    # uvicorn's access log prints each path with its query string (ids, names): off, always.
+    # The app's own request line (app.access: route template, status, duration, client id)
+    # replaces it. The configuration is applied in every worker process too.
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level,
-        access_log=args.access_log,
+        log_config=uvicorn_log_config(settings.log_level),
+        access_log=False,
     )
     return 0
 
@@ -162,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument(
         "--load-case", action="store_true", help="load the shipped case first if it is not there"
     )

@@ -15,6 +15,7 @@ from app.api.auth import public as public_router
 from app.api.context import Runtime
 from app.api.export_routes import router as export_router
 from app.api.operation_routes import router as operation_router
+from app.api.request_log import RequestLogMiddleware
 from app.api.routes import public_router as public_fhir_router
 from app.api.routes import router
 from app.config import Settings, get_settings
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(AuditMiddleware)
+    # added last, so outermost: it times everything and its request id is there for the rest
+    app.add_middleware(RequestLogMiddleware)
     protected = [Depends(authenticate)]
     app.include_router(public_router)
     app.include_router(public_fhir_router)

@@ -21,9 +21,9 @@ class _AsyncChunks(httpx.AsyncByteStream):
 
 
 class _PortalTransport(httpx.BaseTransport):
-    def __init__(self, portal: Any, app: Any) -> None:
+    def __init__(self, portal: Any, app: Any, raise_app_exceptions: bool = True) -> None:
         self._portal = portal
-        self._inner = httpx.ASGITransport(app=app)
+        self._inner = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(request.stream, httpx.AsyncByteStream):
@@ -41,10 +41,16 @@ class _PortalTransport(httpx.BaseTransport):
 
 
 @contextmanager
-def asgi_client(app: Any, base_url: str = "http://testserver") -> Iterator[httpx.Client]:
+def asgi_client(
+    app: Any, base_url: str = "http://testserver", *, raise_app_exceptions: bool = True
+) -> Iterator[httpx.Client]:
+    """`raise_app_exceptions=False`: an exception the app lets out (after Starlette has sent
+    the 500) is not raised in the test, which gets the 500 response instead."""
     with (
         anyio.from_thread.start_blocking_portal() as portal,
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
-        httpx.Client(transport=_PortalTransport(portal, app), base_url=base_url) as client,
+        httpx.Client(
+            transport=_PortalTransport(portal, app, raise_app_exceptions), base_url=base_url
+        ) as client,
     ):
         yield client

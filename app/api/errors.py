@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.request_log import HEADER, route_template
 from app.api.responses import outcome_response
 from app.fhir.errors import (
     ConflictError,
@@ -22,6 +23,7 @@ from app.fhir.errors import (
     operation_outcome,
 )
 from app.fhir.store import StorageUnavailableError, WriteConflictError
+from app.log_policy import redacted_traceback
 
 log = logging.getLogger("app.errors")
 
@@ -78,12 +80,22 @@ async def _write_conflict(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The log policy (app/log_policy.py): the route template, never the path (ids) or query,
+    # and a traceback without the exception's message (it may quote what the request carried).
     incident = uuid.uuid4().hex[:12]
-    log.exception(
-        "unexpected error, incident %s, %s %s", incident, request.method, request.url.path
+    request_id = getattr(request.state, "request_id", None)
+    log.error(
+        "unexpected error, incident %s, request_id=%s method=%s route=%s\n%s",
+        incident,
+        request_id,
+        request.method,
+        route_template(request.scope),
+        redacted_traceback(exc),
     )
     outcome = operation_outcome([Issue("exception", f"Internal error; quote incident {incident}")])
-    return outcome_response(request, outcome, 500)
+    # sent by Starlette's ServerErrorMiddleware, outside RequestLogMiddleware: the id is set here
+    headers = {HEADER: request_id} if request_id else None
+    return outcome_response(request, outcome, 500, headers)
 
 
 def install(app: FastAPI) -> None:

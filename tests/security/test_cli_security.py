@@ -73,3 +73,17 @@ def test_dev_tokens_open_a_development_server(
     (environment / "jwks.json").write_text('{"keys": []}')
     with pytest.raises(Exception, match="no signature keys"), asgi_client(create_app(production)):
         pass
+
+
+def test_serve_never_runs_uvicorns_access_log(environment: Path) -> None:
+    """uvicorn's access line prints each path with its query string (ids, names): `serve`
+    turns it off and hands uvicorn the log configuration of app/log_policy.py (the
+    app.access line replaces it; tracebacks without messages), whatever the arguments."""
+    assert cli.main(["serve", "--workers", "2"]) == 0
+    served = cli._served[-1]  # type: ignore[attr-defined]
+    assert served["access_log"] is False
+    config = served["log_config"]
+    assert config["loggers"]["uvicorn.access"]["handlers"] == []
+    assert config["loggers"]["app"]["level"] == get_settings().log_level.upper()
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["serve", "--access-log"])
