@@ -512,6 +512,9 @@ def _include(text: str, reverse: bool, iterate: bool) -> Include:
     return Include(source, code, target, iterate, reverse)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")  # no FHIR value holds one (datatypes.html#string)
+
+
 def parse_search(
     resource_types: tuple[str, ...],
     pairs: Iterable[tuple[str, str]],
@@ -522,6 +525,12 @@ def parse_search(
     grouped: dict[str, list[str]] = {}
     order: list[str] = []
     for name, value in pairs:
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            raise BadRequestError(
+                f"Search parameter {name!r}: control characters (below U+0020) are not allowed "
+                "in search parameter names or values",
+                (name,),
+            )
         if name not in grouped:
             order.append(name)
         grouped.setdefault(name, []).append(value)

@@ -208,3 +208,51 @@ def test_every_required_binding_of_r4b_with_known_codes_is_checked() -> None:
         assert issues[0].expression[0].replace("[0]", "") == entry["path"]
         checked += 1
     assert checked == 10
+
+
+@pytest.mark.parametrize(
+    ("resource", "where"),
+    [
+        (pain_observation(note=[{"text": "a\u0000b"}]), "Observation.note[0].text"),
+        (
+            {**pain_observation(), "code": {"coding": [{"code": "7251\u00014-3"}]}},
+            "Observation.code.coding[0].code",
+        ),
+        (
+            {"resourceType": "Patient", "name": [{"given": ["ok", "bell\u0007"]}]},
+            "Patient.name[0].given[1]",
+        ),
+        (
+            {
+                "resourceType": "Patient",
+                "contained": [{"resourceType": "Patient", "name": [{"family": "\u001b[31m"}]}],
+            },
+            "Patient.contained[0].name[0].family",
+        ),
+    ],
+    ids=["nul", "soh-in-code", "bell-in-list", "escape-in-contained"],
+)
+def test_control_characters_in_strings_are_422_naming_the_element(
+    client: httpx.Client, resource: dict[str, Any], where: str
+) -> None:
+    """datatypes.html#string: no code point below U+0020 but tab, LF and CR (PostgreSQL
+    could not store U+0000 in its text columns: this was a 500 there)."""
+    response = client.post(f"/fhir/{resource['resourceType']}", json=resource)
+    assert_outcome(response, 422, "invalid", where)
+    assert client.get(f"/fhir/{resource['resourceType']}?_summary=count").json()["total"] == 0
+
+
+def test_tab_line_feed_and_carriage_return_are_allowed(client: httpx.Client) -> None:
+    observation = pain_observation(note=[{"text": "line one\r\n\tline two"}])
+    response = client.post("/fhir/Observation", json=observation, headers=JSON_HEADERS)
+    assert response.status_code == 201, response.text
+    assert response.json()["note"][0]["text"] == "line one\r\n\tline two"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["family=a%00b", "_id=a%00b", "subject=Patient/a%00b", "birthdate=2020%01", "fam%00ily=x"],
+)
+def test_control_characters_in_search_values_are_400(client: httpx.Client, query: str) -> None:
+    resource_type = "Observation" if query.startswith("subject") else "Patient"
+    assert_outcome(client.get(f"/fhir/{resource_type}?{query}"), 400, "invalid")
