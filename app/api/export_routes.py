@@ -45,6 +45,8 @@ async def _kick_off(request: Request, level: str) -> Response:
         allowed.require_all_types("s", "$export of every resource type (no _type)")
     if any(allowed.compartment(t, "s") is not None for t in types or ("Patient",)):
         raise ForbiddenError("$export is not available to patient-context access tokens")
+    if any(allowed.restriction(t, "s") for t in types or allowed.types_allowed("s")):
+        raise ForbiddenError("$export is not available to access tokens with filtered scopes")
     job = await rt.call(
         export.kick_off, rt.exports, level, str(request.url), params, _owner(request)
     )

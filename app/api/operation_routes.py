@@ -4,7 +4,6 @@ Parameters body)."""
 from __future__ import annotations
 
 import base64
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
@@ -18,7 +17,6 @@ from app.api.responses import fhir_response
 from app.api.routes import read
 from app.fhir import jsonio, operations
 from app.fhir.bundles import searchset_bundle
-from app.fhir.compartment import in_patient_compartment
 from app.fhir.errors import ForbiddenError, NotFoundError
 from app.fhir.formats import parse_resource
 from app.fhir.models import RESOURCE_TYPES
@@ -55,6 +53,11 @@ def _require(
     allowed = access(request)
     for resource_type, interaction in needs:
         allowed.require(resource_type, interaction)
+        if allowed.restriction(resource_type, interaction):
+            raise ForbiddenError(
+                f"This operation reads every {resource_type} of the patient; the access "
+                f"token's scopes reach only some (a filtered scope)"
+            )
         bound = allowed.compartment(resource_type, interaction)
         if bound is None:
             continue
@@ -157,25 +160,12 @@ async def everything(request: Request, patient_id: str) -> Response:
         pairs = [*((k, v) for k, v in pairs if k != "_type"), ("_type", ",".join(types))]
     search, page = await rt.call(
         operations.everything,
-        rt.service,
+        rt.service.bounded(allowed),  # bounded tokens get what their scopes reach
         patient_id,
         [(k, v) for k, v in pairs if k not in ("_format", "_pretty")],
         rt.settings.default_page_size,
         rt.settings.max_page_size,
     )
-    if allowed.patient is not None and not allowed.everyone:
-        # $everything is every resource referring to the patient, a superset of the
-        # compartment: patient-context access keeps the compartment's part
-        kept_matches = [
-            r
-            for r in page.matches
-            if allowed.compartment(r.resource_type, "s") is None
-            or (
-                r.content is not None
-                and in_patient_compartment(jsonio.loads(r.content), patient_id)
-            )
-        ]
-        page = replace(page, matches=kept_matches)
     base = base_url(request)
     kept = [(k, v) for k, v in pairs if k != "_offset"]
     link = f"{base}/Patient/{patient_id}/$everything"
@@ -208,8 +198,9 @@ async def lastn(request: Request) -> Response:
 
 
 async def _validate(request: Request, resource_type: str, resource_id: str | None) -> Response:
-    if resource_id is not None:  # it reads the stored resource
-        _require(request, ((resource_type, "r"),))
+    allowed = access(request)
+    if resource_id is not None:  # it reads the stored resource, as a read would
+        allowed.require(resource_type, "r")
     rt = runtime(request)
     body = None
     if request.method == "POST":
@@ -217,7 +208,11 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
         if raw.strip():
             body = parse_resource(raw, negotiation.body_format(request))
     outcome = await rt.call(
-        operations.validate_resource, rt.service, resource_type, resource_id, body
+        operations.validate_resource,
+        rt.service.bounded(allowed),
+        resource_type,
+        resource_id,
+        body,
     )
     return fhir_response(request, jsonio.dumps(outcome))
 

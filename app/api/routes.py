@@ -21,7 +21,6 @@ from app.fhir.access import Access
 from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import Security, capability_statement
 from app.fhir.compartment import PATIENT_COMPARTMENT
-from app.fhir.compartment_guard import may_return
 from app.fhir.errors import (
     MethodNotAllowedError,
     UnsupportedMediaTypeError,
@@ -138,7 +137,7 @@ async def _search(
         else base
     )
     if not allowed.everyone:
-        included = [r for r in page.includes if may_return(allowed, r)]
+        included = [r for r in page.includes if allowed.readable(r.resource_type)]
         page = replace(page, includes=included)
     if rt.audit is not None:  # only the audit trail reads them
         request.state.audit_entities = [

@@ -79,9 +79,11 @@ class Access:
     """What a request may do. `everyone` when no authorization is configured: everything.
 
     Patient-context grants (`patient/...`) reach only the token's patient's compartment
-    (`compartment()` names the patient when they are all that allow an interaction), and need
-    the token's `patient`: without one they grant nothing. Grants with `?param=` filters are not
-    enforced yet, so they grant nothing (fail closed) rather than act as wider grants."""
+    (`compartment()` names the patient), and need the token's `patient`: without one they grant
+    nothing. Grants with v2 `?param=value` filters reach only resources matching that search
+    (`restriction()`). Where grants of different reach cover one interaction, the bounds applied
+    are never wider than their union: the compartment when any covering grant is patient-context
+    and none is unbounded, the filters when every covering grant has some."""
 
     grants: tuple[Grant, ...] = ()
     patient: str | None = None
@@ -102,21 +104,51 @@ class Access:
         return cls(grants, patient, subject, client_id, scopes=tuple(scopes))
 
     def _usable(self, grant: Grant) -> bool:
-        if grant.filters:
-            return False
         return grant.context != "patient" or self.patient is not None
 
+    def _covering(self, resource_type: str, interaction: str) -> list[Grant]:
+        return [g for g in self.grants if g.covers(resource_type, interaction) and self._usable(g)]
+
+    @property
+    def bounded(self) -> bool:
+        """Whether some grant reaches only part of its type (a compartment or a filter)."""
+        if self.everyone:
+            return False
+        return self.patient is not None or any(g.filters for g in self.grants)
+
     def compartment(self, resource_type: str, interaction: str) -> str | None:
-        """The patient whose compartment bounds `interaction` on the type: set when only
-        patient-context grants allow it, None when a user or system grant does (or nothing
-        does: `require` refuses that first)."""
+        """The patient whose compartment bounds `interaction` on the type: None when a user or
+        system grant without filters allows it (or nothing does: `require` refuses that
+        first)."""
         if self.everyone or self.patient is None:
             return None
         wide = any(
-            g.covers(resource_type, interaction) and g.context != "patient" and self._usable(g)
-            for g in self.grants
+            g.context != "patient" and not g.filters
+            for g in self._covering(resource_type, interaction)
         )
         return None if wide else self.patient
+
+    def restriction(self, resource_type: str, interaction: str) -> tuple[tuple[str, str], ...]:
+        """The search a resource must match for `interaction` on the type under v2 filtered
+        scopes (`Observation.rs?category=laboratory`): () when some covering grant has no
+        filter. Several filtered grants combine when each filters one and the same parameter
+        (its values OR'ed, as a comma does in a search); other mixes are refused."""
+        if self.everyone:
+            return ()
+        covering = self._covering(resource_type, interaction)
+        if not covering or any(not g.filters for g in covering):
+            return ()
+        if len(covering) == 1:
+            return covering[0].filters
+        names = {name for g in covering for name, _ in g.filters}
+        if len(names) == 1 and all(len(g.filters) == 1 for g in covering):
+            values = dict.fromkeys(v for g in covering for _, v in g.filters)
+            return ((names.pop(), ",".join(values)),)
+        raise ForbiddenError(
+            f"The access token's scopes for {_WORDS[interaction]} on {resource_type} carry "
+            "filters this server cannot combine (several grants filtering different "
+            "parameters): ask for one filtered scope per type"
+        )
 
     def allows(self, resource_type: str, interaction: str) -> bool:
         if self.everyone:
@@ -158,11 +190,7 @@ class Access:
         held = [
             g for g in self.grants if g.covers(resource_type, interaction) and not self._usable(g)
         ]
-        why = ""
-        if any(g.context == "patient" and not g.filters for g in held):
-            why = "; patient-context scopes need the token's patient claim"
-        elif held:
-            why = "; scopes with ?param= restrictions are not supported by this server yet"
+        why = "; patient-context scopes need the token's patient claim" if held else ""
         return (
             f"The access token's scopes do not allow {_WORDS[interaction]} on {resource_type}{why}"
         )

@@ -16,7 +16,6 @@ import jsonpatch
 
 from app.fhir import jsonio
 from app.fhir.access import Access
-from app.fhir.compartment_guard import CompartmentStore
 from app.fhir.errors import (
     BadRequestError,
     ForbiddenError,
@@ -32,6 +31,7 @@ from app.fhir.ids import check_id, new_id
 from app.fhir.instants import after, format_instant, now
 from app.fhir.models import require_resource_type, validate
 from app.fhir.provenance import targeting
+from app.fhir.scoped_store import ScopedStore
 from app.fhir.store import (
     CurrentState,
     HistoryPage,
@@ -86,11 +86,12 @@ class ResourceService:
         self.store = store
 
     def bounded(self, access: Access) -> ResourceService:
-        """The service as the token sees it: a patient-context token's stays in its patient's
-        compartment on every path (app/fhir/compartment_guard.py)."""
-        if access.everyone or access.patient is None:
+        """The service as the token sees it: a token whose scopes reach part of a type (a
+        patient's compartment, a v2 filter) stays inside on every path
+        (app/fhir/scoped_store.py)."""
+        if not access.bounded:
             return self
-        return ResourceService(CompartmentStore(self.store, access))
+        return ResourceService(ScopedStore(self.store, access))
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, resource_type: str, resource_id: str) -> VersionRecord:

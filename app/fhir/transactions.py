@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlsplit
 from app.fhir import jsonio
 from app.fhir.access import EVERYONE, Access
 from app.fhir.bundles import searchset_bundle
-from app.fhir.compartment_guard import may_return
 from app.fhir.errors import (
     BadRequestError,
     FhirError,
@@ -322,7 +321,7 @@ class BundleProcessor:
                 (entry.resource_type,), pairs, self.default_count, self.max_count
             )
             if not self.access.everyone:
-                included = [r for r in page.includes if may_return(self.access, r)]
+                included = [r for r in page.includes if self.access.readable(r.resource_type)]
                 page = replace(page, includes=included)
             link = f"{base}/{entry.resource_type}"
             kept = [(k, v) for k, v in pairs if k != "_offset"]

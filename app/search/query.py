@@ -117,6 +117,10 @@ class Chain:
     code: str
     target_types: tuple[str, ...]
     inner: Criterion | Chain | Has
+    # bounds on the target a token's scopes set (app/fhir/scoped_store.py): it must also be
+    # in this patient's compartment and match these criteria
+    compartment: str | None = None
+    also: tuple[Criterion | Chain | Has, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,8 @@ class Has:
     source_type: str
     code: str
     inner: Criterion | Chain | Has
+    compartment: str | None = None  # bounds on the source, as Chain's
+    also: tuple[Criterion | Chain | Has, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -444,6 +444,19 @@ def _keys_condition(
 _RESOLVE_LIMIT = 1000
 
 
+def _linked(
+    key: Any, link: Chain | Has, resource_type: str, spans: Spans | None = None
+) -> list[ColumnElement[bool]]:
+    """The conditions on the far side of a chain or _has: its inner criterion and the
+    bounds a token's scopes put on that type."""
+    conds = [_keys_condition(key, link.inner, spans)]
+    conds.extend(_keys_condition(key, c, spans) for c in link.also)
+    compartment = compartment_condition(key, link.compartment, (resource_type,))
+    if compartment is not None:
+        conds.append(compartment)
+    return conds
+
+
 def resolve_links(
     conn: Any, criterion: Criterion | Chain | Has, spans: Spans | None
 ) -> Criterion | Chain | Has:
@@ -461,7 +474,7 @@ def resolve_links(
                 .where(
                     row.c.resource_type == target,
                     row.c.deleted == false(),
-                    _keys_condition(row.c.res_key, inner, spans),
+                    *_linked(row.c.res_key, replace(criterion, inner=inner), target, spans),
                 )
                 .limit(_RESOLVE_LIMIT + 1)
             )
@@ -489,7 +502,9 @@ def resolve_links(
                     *_param_filter(x, criterion.source_type, criterion.code),
                     x.c.target_type == criterion.resource_type,
                     x.c.target_id.is_not(None),
-                    _keys_condition(x.c.res_key, inner, spans),
+                    *_linked(
+                        x.c.res_key, replace(criterion, inner=inner), criterion.source_type, spans
+                    ),
                 )
                 .distinct()
                 .limit(_RESOLVE_LIMIT + 1)
@@ -510,7 +525,7 @@ def _chain(chain: Chain, spans: Spans | None) -> Select[Any]:
     targets = select(target_row.c.resource_id).where(
         target_row.c.resource_type == target,
         target_row.c.deleted == false(),
-        _keys_condition(target_row.c.res_key, chain.inner),
+        *_linked(target_row.c.res_key, chain, target),
     )
     return select(x.c.res_key).where(
         _type_filter(x.c.resource_type, chain.resource_type),
@@ -526,7 +541,7 @@ def _has(has: Has, spans: Spans | None) -> Select[Any]:
         x.c.resource_type == has.source_type,
         *_param_filter(x, has.source_type, has.code),
         x.c.target_type == has.resource_type,
-        _keys_condition(x.c.res_key, has.inner),
+        *_linked(x.c.res_key, has, has.source_type),
     )
     row = r.alias()
     return select(row.c.res_key).where(
@@ -726,7 +741,7 @@ def needs_spans(criteria: list[Criterion | Chain | Has]) -> bool:
     """Whether any date criterion, also inside a chain or _has, reads the date spans."""
     for criterion in criteria:
         if isinstance(criterion, Chain | Has):
-            if needs_spans([criterion.inner]):
+            if needs_spans([criterion.inner, *criterion.also]):
                 return True
         elif criterion.kind == "date":
             return True

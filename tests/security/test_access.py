@@ -109,11 +109,41 @@ def test_patient_scopes_are_bound_to_the_compartment_and_need_a_patient() -> Non
         without.require("Observation", "r")
 
 
-def test_filtered_scopes_fail_closed_until_enforced() -> None:
-    filtered = Access.from_scopes(["user/Observation.rs?category=laboratory"])
-    assert not filtered.allows("Observation", "s")
-    with pytest.raises(ForbiddenError, match="restrictions"):
-        filtered.require("Observation", "s")
+def test_filtered_scopes_restrict_to_their_search() -> None:
+    lab = "user/Observation.rs?category=laboratory"
+    filtered = Access.from_scopes([lab])
+    assert filtered.allows("Observation", "s")
+    assert filtered.bounded
+    assert filtered.restriction("Observation", "s") == (("category", "laboratory"),)
+    assert filtered.restriction("Observation", "c") == ()  # not granted: require() refuses
+    # an unfiltered grant on the type lifts the filter
+    assert Access.from_scopes([lab, "user/*.rs"]).restriction("Observation", "r") == ()
+    # filtered grants on one parameter OR their values; a grant's own filters AND
+    both = Access.from_scopes([lab, "user/Observation.rs?category=vital-signs"])
+    assert both.restriction("Observation", "r") == (("category", "laboratory,vital-signs"),)
+    anded = Access.from_scopes(["user/Observation.rs?category=laboratory&status=final"])
+    assert anded.restriction("Observation", "r") == (
+        ("category", "laboratory"),
+        ("status", "final"),
+    )
+    mixed = Access.from_scopes([lab, "user/Observation.rs?status=final"])
+    with pytest.raises(ForbiddenError, match="cannot combine"):
+        mixed.restriction("Observation", "r")
+
+
+def test_mixed_reach_is_never_wider_than_the_union_of_the_grants() -> None:
+    # patient-context unfiltered + user filtered: the compartment (a subset of the union)
+    mixed = Access.from_scopes(
+        ["patient/Observation.rs", "user/Observation.rs?category=lab"], patient="p1"
+    )
+    assert mixed.compartment("Observation", "r") == "p1"
+    assert mixed.restriction("Observation", "r") == ()
+    # both filtered: the compartment and the filters
+    both = Access.from_scopes(
+        ["patient/Observation.rs?category=lab", "user/Observation.rs?category=vital"], patient="p1"
+    )
+    assert both.compartment("Observation", "r") == "p1"
+    assert both.restriction("Observation", "r") == (("category", "lab,vital"),)
 
 
 def test_no_authorization_configured_allows_everything() -> None:

@@ -95,7 +95,10 @@ def test_reads_outside_the_compartment_are_404(p1: Call) -> None:
         ("Patient?name=roe", []),
         ("MedicationAdministration", ["MedicationAdministration/m1"]),
         ("Encounter", []),
-        ("Observation?subject:Patient.name=roe", ["Observation/o3"]),
+        # o3 is p1's (p1 performed it), but its subject p2 is not: a chain cannot test p2's
+        # name (the chain's far side is bounded to the compartment too)
+        ("Observation?subject:Patient.name=roe", []),
+        ("Observation?performer:Patient.name=doe", ["Observation/o3"]),
         ("Observation?subject:Patient.name=doe", ["Observation/o1"]),
         ("Observation?patient=p2&performer:missing=true", []),
         ("Patient?_has:Observation:patient:code=72514-3", ["Patient/p1"]),
