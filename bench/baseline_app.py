@@ -43,6 +43,17 @@ async def read(resource_type: str, resource_id: str) -> Response:
     return Response(row[0], media_type=MEDIA)
 
 
+@app.get("/fhir/{resource_type}")
+async def search(resource_type: str, request: Request) -> Response:
+    """`?_id=`: the row, in a searchset Bundle's shape (the least a search must do)."""
+    row = conn.execute(
+        "SELECT body FROM res WHERE id = ?", (request.query_params.get("_id", ""),)
+    ).fetchone()
+    entries = b'[{"resource":' + row[0] + b',"search":{"mode":"match"}}]' if row else b"[]"
+    body = b'{"resourceType":"Bundle","type":"searchset","entry":' + entries + b"}"
+    return Response(body, media_type=MEDIA)
+
+
 @app.put("/fhir/{resource_type}/{resource_id}")
 async def update(resource_type: str, resource_id: str, request: Request) -> Response:
     data = orjson.loads(await request.body())

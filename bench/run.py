@@ -1,9 +1,12 @@
-"""Create / read / update throughput and latency of the FHIR server against a no-FHIR baseline.
+"""Create / read / search / update throughput and latency of the FHIR server against a no-FHIR
+baseline.
 
     python bench/run.py [--db sqlite|postgresql|both] [--duration 10] [--rounds 3] [--auth]
 
 --auth also runs each database's server requiring bearer tokens (development key, ES256, every
-request carrying one), as `<db>+auth`: the cost of token checking and scope enforcement.
+request carrying one) twice: `<db>+auth` with the audit trail off (the cost of token checking
+and scope enforcement) and `<db>+auth+audit` with it on (plus an AuditEvent per request).
+The search workload is `Observation?_id=<id>&code=72514-3` (one match, a searchset Bundle).
 
 Servers run on core 1 (taskset), one uvicorn worker; wrk drives them from core 0, so figures are
 per server core. Rounds interleave baseline and server per workload; the table reports medians
@@ -35,7 +38,7 @@ LUA = ROOT / "bench" / "wrk" / "crud.lua"
 PG_SERVER = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-WORKLOADS = ("create", "read", "update")
+WORKLOADS = ("create", "read", "search", "update")
 OBSERVATION = {
     "resourceType": "Observation",
     "status": "final",
@@ -204,7 +207,8 @@ def run(
     create_body.write_text(json.dumps(OBSERVATION))
     update_body = workdir / "update.json"
     update_body.write_text(json.dumps({**OBSERVATION, "id": "__ID__"}))
-    bodies = {"create": create_body, "read": create_body, "update": update_body}
+    bodies = {"create": create_body, "read": create_body, "search": create_body}
+    bodies["update"] = update_body
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     lines = []
     with _server(
@@ -223,12 +227,12 @@ def run(
                 }
                 labels.append(database)
                 if auth:
-                    secured = stack.enter_context(
-                        _server("app.main:app", {"DATABASE_URL": url, **auth_env})
-                    )
-                    ids = _preload(secured, workdir, f"{database}-auth", 2000, token)
-                    targets[f"{database}+auth"] = (secured, ids, token)
-                    labels.append(f"{database}+auth")
+                    for label, audit in (("+auth", "off"), ("+auth+audit", "on")):
+                        env = {"DATABASE_URL": url, "FHIR_AUDIT": audit, **auth_env}
+                        secured = stack.enter_context(_server("app.main:app", env))
+                        ids = _preload(secured, workdir, f"{database}{label}", 2000, token)
+                        targets[f"{database}{label}"] = (secured, ids, token)
+                        labels.append(f"{database}{label}")
                 for _ in range(rounds):
                     for mode in WORKLOADS:
                         for label, (base, ids, bearer) in targets.items():

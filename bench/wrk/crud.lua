@@ -1,4 +1,4 @@
--- One wrk script for the create / read / update workloads (BENCH_MODE). Ids to read or update
+-- One wrk script for the create / read / search / update workloads (BENCH_MODE). Ids to read or update
 -- come from BENCH_IDS (one per line); the request body from BENCH_BODY, where __ID__ is replaced
 -- by the id being updated. done() prints one JSON line that bench/run.py parses.
 local mode = os.getenv("BENCH_MODE")
@@ -33,6 +33,10 @@ request = function()
   local id = ids[(counter % #ids) + 1]
   if mode == "read" then
     return wrk.format("GET", "/fhir/" .. resource_type .. "/" .. id, read_headers, nil)
+  end
+  if mode == "search" then
+    return wrk.format("GET", "/fhir/" .. resource_type .. "?_id=" .. id .. "&code=72514-3",
+                      read_headers, nil)
   end
   return wrk.format("PUT", "/fhir/" .. resource_type .. "/" .. id, headers,
                     (string.gsub(body, "__ID__", id)))
