@@ -11,8 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.fhir.access import Access
 from app.fhir.audit import AccessRecord
+from app.fhir.ids import is_valid_id
 from app.fhir.instants import now
+from app.fhir.models import RESOURCE_TYPES
 
+_TYPES = frozenset(RESOURCE_TYPES)
 _UNAUDITED = {"/fhir/metadata", "/fhir/.well-known/smart-configuration"}
 
 
@@ -20,7 +23,7 @@ def classify(method: str, path: str) -> tuple[str, tuple[str, ...]]:
     """(restful-interaction code, Type/id the URL names) of a request to /fhir."""
     parts = [p for p in path.split("/")[2:] if p]  # after /fhir
     if any(p.startswith("$") for p in parts):
-        named = (f"{parts[0]}/{parts[1]}",) if len(parts) > 2 and parts[0][:1].isupper() else ()
+        named = _named(parts) if len(parts) > 2 else ()
         return "operation", named
     if not parts:
         return ("search-system" if method == "GET" else "transaction"), ()
@@ -40,12 +43,20 @@ def classify(method: str, path: str) -> tuple[str, tuple[str, ...]]:
         return "history-type", ()
     if parts[1] == "_search":
         return "search-type", ()
-    named = (f"{parts[0]}/{parts[1]}",)
+    named = _named(parts)
     if len(parts) == 2:
         return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "read"), named
     if len(parts) == 3:
         return "history-instance", named
     return "vread", named
+
+
+def _named(parts: list[str]) -> tuple[str, ...]:
+    """Type/id the path names, when it is a resource type and a valid id (a refused request's
+    path may hold anything: it is described by the query entity, not as a reference)."""
+    if parts[0] in _TYPES and is_valid_id(parts[1]):
+        return (f"{parts[0]}/{parts[1]}",)
+    return ()
 
 
 class AuditMiddleware:

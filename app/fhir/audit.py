@@ -7,15 +7,18 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from app.fhir.ids import new_id
 from app.fhir.instants import format_instant, now
 from app.fhir.service import ResourceService, stamp
-from app.fhir.store import VersionRecord, run_write
+from app.fhir.store import VersionRecord, WriteTx, run_write
+from app.search.index_values import IndexRows
 from app.search.indexer import index_rows
 
 log = logging.getLogger("app.audit")
@@ -56,6 +59,15 @@ class AccessRecord:
     recorded: datetime
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _text(value: str) -> str:
+    """Request-supplied text as a FHIR string (no control characters: an event must be a
+    valid resource, and PostgreSQL cannot index U+0000)."""
+    return _CONTROL.sub("\ufffd", value)
+
+
 def audit_event(access: AccessRecord) -> dict[str, Any]:
     outcome = "0" if access.status < 400 else ("4" if access.status < 500 else "8")
     agent: dict[str, Any] = {
@@ -69,11 +81,14 @@ def audit_event(access: AccessRecord) -> dict[str, Any]:
         },
         "requestor": True,
         "who": {
-            "identifier": {"system": AGENT_SYSTEM, "value": access.subject or "anonymous"},
+            "identifier": {
+                "system": AGENT_SYSTEM,
+                "value": _text(access.subject) if access.subject else "anonymous",
+            },
         },
     }
     if access.client_id:
-        agent["altId"] = access.client_id
+        agent["altId"] = _text(access.client_id)
     if access.address:
         agent["network"] = {"address": access.address, "type": "2"}
     entities: list[dict[str, Any]] = [{"what": {"reference": e}} for e in access.entities]
@@ -84,7 +99,7 @@ def audit_event(access: AccessRecord) -> dict[str, Any]:
                     "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                     "code": "2",
                 },
-                "description": f"{access.method} {access.path}",
+                "description": _text(f"{access.method} {access.path}"),
                 "query": base64.b64encode(access.query.encode()).decode(),
             }
         )
@@ -117,6 +132,10 @@ def audit_event(access: AccessRecord) -> dict[str, Any]:
     if entities:
         event["entity"] = entities
     return event
+
+
+def _insert(items: list[tuple[VersionRecord, IndexRows]], tx: WriteTx) -> None:
+    tx.insert_many(items)
 
 
 class AuditWriter:
@@ -172,8 +191,15 @@ class AuditWriter:
             try:
                 run_write(self._service.store, lambda tx: tx.insert_many(items))
                 return
-            except Exception:  # the database may be down for a moment: retry, then log
-                if attempt == 4:
-                    log.exception("could not write %d audit events", len(items))
-                else:
+            except Exception:  # the database may be down for a moment: retry
+                if attempt < 4:
                     threading.Event().wait(0.2 * (attempt + 1))
+        # still failing: one event at a time, so an event the database refuses loses only itself
+        lost = 0
+        for item in items:
+            try:
+                run_write(self._service.store, partial(_insert, [item]))
+            except Exception:
+                lost += 1
+        if lost:
+            log.error("could not write %d of %d audit events", lost, len(items))

@@ -10,7 +10,7 @@ import uuid
 
 from app.fhir.errors import BadRequestError
 
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def new_id() -> str:
@@ -21,9 +21,16 @@ def new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def is_valid_id(resource_id: str) -> bool:
+    """The FHIR id rule, and not only dots: `.` and `..` match the rule, but as path segments
+    they are resolved away by clients (`Patient/..` is the base)."""
+    return _ID.fullmatch(resource_id) is not None and resource_id.strip(".") != ""
+
+
 def check_id(resource_id: str, where: str = "id") -> str:
-    if not _ID.match(resource_id):
+    if not is_valid_id(resource_id):
         raise BadRequestError(
-            f"'{resource_id}' is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)", (where,)
+            f"{resource_id!r} is not a valid FHIR id (1-64 of A-Z a-z 0-9 - ., not only dots)",
+            (where,),
         )
     return resource_id

@@ -519,6 +519,11 @@ def _include(text: str, reverse: bool, iterate: bool) -> Include:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")  # no FHIR value holds one (datatypes.html#string)
+# What one search may ask for: each value is an OR'ed condition, and databases have limits on
+# a statement's size (SQLite's expression depth of 1000, PostgreSQL's 65,535 parameters, a
+# LIKE pattern of 50,000 bytes on SQLite) that a longer search would hit as an error.
+MAX_VALUES = 500
+MAX_VALUE_LENGTH = 4096
 
 
 def parse_search(
@@ -530,12 +535,30 @@ def parse_search(
     request = SearchRequest(resource_types, count=default_count)
     grouped: dict[str, list[str]] = {}
     order: list[str] = []
+    values_seen = 0
     for name, value in pairs:
         if _CONTROL.search(name) or _CONTROL.search(value):
             raise BadRequestError(
                 f"Search parameter {name!r}: control characters (below U+0020) are not allowed "
                 "in search parameter names or values",
                 (name,),
+            )
+        parts = value.split(",")
+        longest = max(len(part) for part in parts)
+        if longest > MAX_VALUE_LENGTH:
+            raise BadRequestError(
+                f"Search parameter {name!r}: a value of {longest} characters is longer than "
+                f"this server searches with ({MAX_VALUE_LENGTH})",
+                (name,),
+                code="too-costly",
+            )
+        values_seen += len(parts)
+        if values_seen > MAX_VALUES:
+            raise BadRequestError(
+                f"The search has more than {MAX_VALUES} values in all (counting each "
+                "comma-separated one); split it into several searches",
+                (name,),
+                code="too-costly",
             )
         if name not in grouped:
             order.append(name)

@@ -274,9 +274,17 @@ def _value_condition(
         return _reference(t, value, criterion.definition.targets if criterion.definition else ())
     if kind == "uri":
         if modifier == "below":
-            return t.c.value.like(_like_prefix(value), escape="\\")
+            # LIKE narrows by index; the substr makes it exact (SQLite's LIKE ignores case)
+            return and_(
+                t.c.value.like(_like_prefix(value), escape="\\"),
+                func.substr(t.c.value, 1, len(value)) == value,
+            )
         if modifier == "above":
-            return literal(value).like(t.c.value + "%")
+            # the stored uri is a prefix of the value (not a LIKE pattern: its _ and % are text)
+            return and_(
+                func.length(t.c.value) <= len(value),
+                func.substr(literal(value), 1, func.length(t.c.value)) == t.c.value,
+            )
         return t.c.value == value
     if kind == "composite":
         return _composite(t, criterion, value)

@@ -469,7 +469,7 @@ def test_search_revinclude() -> None:
 
 @pytest.mark.parametrize(
     ("count", "expected"),
-    [("0", 0), ("10", 10), ("0010", 10), ("1000", 1000), ("5000", 1000), ("9" * 5000, 1000)],
+    [("0", 0), ("10", 10), ("0010", 10), ("1000", 1000), ("5000", 1000), ("9" * 4000, 1000)],
 )
 def test_count_is_capped(count: str, expected: int) -> None:
     assert search(("_count", count)).count == expected

@@ -4,19 +4,24 @@ deleted through the API."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
 from app.api.audit import classify
-from app.fhir.audit import AccessRecord, audit_event
+from app.fhir.audit import AccessRecord, AuditWriter, audit_event
 from app.fhir.instants import now
 from app.fhir.models import validate
+from app.fhir.service import ResourceService
+from app.fhir.store import VersionRecord
 from tests.helpers import assert_outcome, pain_observation
 from tests.helpers import patient as patient_resource
 from tests.security.test_auth_api import Call, _as, secured_server
@@ -136,6 +141,10 @@ def test_audit_events_cannot_be_changed_or_deleted(server: httpx.Client) -> None
         ("PATCH", "/fhir/Patient/p1", ("patch", ("Patient/p1",))),
         ("GET", "/fhir/Patient/p1/$everything", ("operation", ("Patient/p1",))),
         ("GET", "/fhir/$export", ("operation", ())),
+        # a path naming no valid resource names no entity (it is described by the query)
+        ("GET", "/fhir/Patient/a\x00", ("read", ())),
+        ("GET", "/fhir/Nonsense/p1", ("read", ())),
+        ("DELETE", "/fhir/Patient/..", ("delete", ())),
     ],
 )
 def test_requests_are_classified(
@@ -160,3 +169,44 @@ def test_an_audit_event_is_a_valid_r4b_resource() -> None:
     event = audit_event(record)
     validate(event, "AuditEvent")
     assert event["agent"][0]["who"]["identifier"]["value"] == "anonymous"
+
+
+def test_request_text_in_an_event_is_a_valid_fhir_string() -> None:
+    record = AccessRecord(
+        "read", "GET", "/fhir/Patient/a\x00b", "x=\x01", 400, (), "sub\x00", "app\n", None, now()
+    )
+    event = audit_event(record)
+    validate(event, "AuditEvent")  # control characters would be a 422 (and U+0000 a PG error)
+    assert event["agent"][0]["who"]["identifier"]["value"] == "sub\ufffd"
+
+
+def test_an_event_the_database_refuses_loses_only_itself() -> None:
+    """The writer writes a failing batch one event at a time: the others are kept."""
+    stored: list[str] = []
+
+    class Tx:
+        def insert_many(self, items: list[tuple[VersionRecord, Any]]) -> None:
+            paths = [json.loads(r.content or b"{}")["entity"][0]["description"] for r, _ in items]
+            if any("refused" in p for p in paths):
+                raise RuntimeError("the database refuses this one")
+            stored.extend(paths)
+
+    class Store:
+        @contextmanager
+        def write(self) -> Iterator[Tx]:
+            yield Tx()
+
+    class Service:
+        store = Store()
+
+    writer = AuditWriter(cast(ResourceService, Service()), batch=10)
+    try:
+        writer._write(  # one batch, as the writer thread would take it
+            [
+                AccessRecord("read", "GET", f"/fhir/{p}", "q=1", 200, (), None, None, None, now())
+                for p in ("Patient/a", "Patient/refused", "Patient/b")
+            ]
+        )
+    finally:
+        writer.close()
+    assert stored == ["GET /fhir/Patient/a", "GET /fhir/Patient/b"]
