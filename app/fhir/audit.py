@@ -9,6 +9,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -139,12 +140,16 @@ def _insert(items: list[tuple[VersionRecord, IndexRows]], tx: WriteTx) -> None:
 
 
 class AuditWriter:
-    """A background thread writing queued AuditEvents, up to `batch` per transaction. close()
+    """A background thread writing queued AuditEvents, up to `batch` per transaction, each
+    transaction holding what arrived within `linger_seconds` of its first event. close()
     writes what is queued before returning (the server's shutdown waits for it)."""
 
-    def __init__(self, service: ResourceService, batch: int = 500) -> None:
+    def __init__(
+        self, service: ResourceService, batch: int = 500, linger_seconds: float = 0.05
+    ) -> None:
         self._service = service
         self._batch = batch
+        self._linger = linger_seconds
         self._queue: queue.SimpleQueue[AccessRecord | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
@@ -165,9 +170,12 @@ class AuditWriter:
                 stopping = True
             else:
                 pending.append(first)
-            while len(pending) < self._batch:
+            # Gather what arrives in the next moment: under load each transaction then holds
+            # many events (a commit per request's event cost more than half a read's time).
+            deadline = time.monotonic() + self._linger
+            while not stopping and len(pending) < self._batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:

@@ -226,7 +226,10 @@ class ScopedStore:
         offset: int,
     ) -> SearchPage:
         page = self.inner.everything(patient_id, types, since, count, offset)
-        return replace(page, matches=[r for r in page.matches if self.may_return(r)])
+        kept = [r for r in page.matches if self.may_return(r)]
+        # the total counted what the token may not see: kept only when it is this page's own
+        whole = len(kept) == len(page.matches) and offset == 0 and not page.has_more
+        return replace(page, matches=kept, total=page.total if whole else None)
 
 
 class ScopedTx:
