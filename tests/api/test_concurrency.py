@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -147,3 +148,72 @@ def test_parallel_visit_transactions_share_one_patient(http: httpx.Client, serve
     assert _parallel(WRITERS, attempt) == [200] * WRITERS
     assert http.get("/fhir/Patient").json()["total"] == 1
     assert http.get("/fhir/Observation").json()["total"] == 2 * WRITERS
+
+
+def test_fifty_clients_with_if_match_lose_nothing_and_readers_see_only_commits(
+    http: httpx.Client, server: str
+) -> None:
+    """50 clients read-modify-write 5 shared resources with If-Match (losers get 412 and try
+    again) while readers poll them: every increment lands once, versions are contiguous, and
+    every read is a committed version (its counter is its version minus one)."""
+    clients, shared, increments = 50, 5, 1
+    urls = []
+    for _ in range(shared):
+        created = http.post("/fhir/Patient", json=patient(), headers=JSON_HEADERS)
+        urls.append(f"/fhir/Patient/{created.json()['id']}")
+    stop = threading.Event()
+    torn: list[str] = []
+    reads = 0
+
+    def reader() -> None:
+        nonlocal reads
+        with httpx.Client(base_url=server, timeout=30) as own:
+            while not stop.is_set():
+                for url in urls:
+                    resource = own.get(url).json()
+                    reads += 1
+                    counter = int(resource.get("multipleBirthInteger", 0))
+                    if counter != int(resource["meta"]["versionId"]) - 1:
+                        torn.append(f"{url}: {resource['meta']} counter {counter}")
+
+    def writer(i: int) -> int:
+        url = urls[i % shared]
+        conflicts = 0
+        with httpx.Client(base_url=server, timeout=60) as own:
+            for _ in range(increments):
+                while True:
+                    current = own.get(url)
+                    resource = current.json()
+                    resource["multipleBirthInteger"] = (
+                        int(resource.get("multipleBirthInteger", 0)) + 1
+                    )
+                    response = own.put(
+                        url,
+                        json=resource,
+                        headers={**JSON_HEADERS, "If-Match": current.headers["etag"]},
+                    )
+                    if response.status_code == 200:
+                        break
+                    assert response.status_code == 412, response.text
+                    conflicts += 1
+        return conflicts
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        conflicts = _parallel(clients, writer)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+    assert sum(conflicts) > 0  # the clients did contend
+    assert reads > 0
+    assert torn == []
+    each = clients // shared * increments
+    for url in urls:
+        final = http.get(url).json()
+        assert final["multipleBirthInteger"] == each
+        history = http.get(f"{url}/_history", params={"_count": "1000"}).json()
+        versions = [int(e["response"]["etag"][3:-1]) for e in history["entry"]]
+        assert versions == list(range(each + 1, 0, -1))
