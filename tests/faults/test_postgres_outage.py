@@ -1,0 +1,142 @@
+"""PostgreSQL goes away in the middle of a write load and comes back (issue: reliability).
+
+The outage is real but confined to this test's database, so the rest of a parallel test run
+keeps its PostgreSQL: new connections to the database are refused (ALLOW_CONNECTIONS false)
+and every backend serving it is terminated, as a stopped server would do; then connections are
+allowed again. Terminating a backend cannot split a commit: PostgreSQL finishes a COMMIT (and
+answers it) before it acts on the termination, so each write has one known outcome.
+
+Checked: during the outage writes are 503 with Retry-After and an OperationOutcome (never a
+500); the server recovers by itself within seconds of the database coming back; every write
+answered 2xx is in the database, and every write answered otherwise left nothing behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+from app.config import Settings
+from tests.conftest import PG_SERVER_URL
+from tests.helpers import JSON_HEADERS, patient
+from tests.live_server import live_server
+
+SYSTEM = "urn:example:outage"
+WRITERS = 4
+
+
+@pytest.fixture
+def postgres_only(database_url: str, settings: Settings) -> str:
+    if database_url.startswith("sqlite"):
+        pytest.skip("a PostgreSQL outage")
+    return database_url
+
+
+class Outage:
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.admin = create_engine(make_url(PG_SERVER_URL), isolation_level="AUTOCOMMIT")
+
+    def begin(self) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": self.database},
+            )
+
+    def end(self) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS true'))
+
+    def close(self) -> None:
+        self.end()
+        self.admin.dispose()
+
+
+@pytest.fixture
+def outage(postgres_only: str) -> Iterator[Outage]:
+    control = Outage(make_url(postgres_only).database or "")
+    try:
+        yield control
+    finally:
+        control.close()
+
+
+def test_writes_during_an_outage_are_503_and_none_is_lost_or_half_written(
+    postgres_only: str, outage: Outage
+) -> None:
+    results: list[tuple[float, str, httpx.Response]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    with live_server(postgres_only, workers=1, FHIR_MIGRATE_ON_START="false") as base:
+
+        def writer(number: int) -> None:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                sequence = 0
+                while not stop.is_set():
+                    value = f"w{number}-{sequence}"
+                    sequence += 1
+                    body = patient(identifier=[{"system": SYSTEM, "value": value}])
+                    try:
+                        response = client.post("/fhir/Patient", json=body, headers=JSON_HEADERS)
+                    except httpx.TransportError as exc:  # the server itself must stay up
+                        pytest.fail(f"the server dropped a request: {exc}")
+                    with lock:
+                        results.append((time.monotonic(), value, response))
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.5)
+            outage.begin()
+            began = time.monotonic()
+            time.sleep(2.0)
+            outage.end()
+            ended = time.monotonic()
+            time.sleep(4.0)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+        statuses = {r.status_code for _, _, r in results}
+        assert statuses <= {201, 503}, statuses
+        during = [r for t, _, r in results if began + 0.5 < t < ended]
+        assert during
+        assert all(r.status_code == 503 for r in during)
+        for response in (r for _, _, r in results if r.status_code == 503):
+            assert response.headers.get("retry-after")
+            assert response.json()["resourceType"] == "OperationOutcome"
+        recovered = [t for t, _, r in results if t > ended and r.status_code == 201]
+        assert recovered, "no write succeeded after the database came back"
+        assert recovered[0] - ended < 5.0, f"recovered after {recovered[0] - ended:.1f} s"
+        assert all(r.status_code == 201 for t, _, r in results if t > recovered[0])
+
+        # every answered write is there once; every refused one left nothing
+        with httpx.Client(base_url=base, timeout=30) as client:
+            stored: dict[str, int] = {}
+            url: str | None = f"/fhir/Patient?identifier={SYSTEM}|&_count=1000&_elements=identifier"
+            while url:
+                page = client.get(url).json()
+                for entry in page.get("entry", []):
+                    value = entry["resource"]["identifier"][0]["value"]
+                    stored[value] = stored.get(value, 0) + 1
+                url = next(
+                    (link["url"] for link in page["link"] if link["relation"] == "next"), None
+                )
+        created = {v for _, v, r in results if r.status_code == 201}
+        refused = {v for _, v, r in results if r.status_code != 201}
+        assert len(created) > 10
+        assert len(refused) > 0
+        assert {v for v, n in stored.items() if n > 1} == set()
+        assert set(stored) == created
