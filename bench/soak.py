@@ -1,0 +1,227 @@
+"""Soak: a bounded mixed workload against `python -m app serve` for a fixed time, per database.
+
+    python bench/soak.py [--db sqlite|postgresql|both] [--minutes 10] [--clients 4]
+
+Each client loops over create (30%), read (30%), search (20%), update (15%) and a 10-entry
+transaction (5%) of pain Observations for a few patients. Every window (30 s) reports the
+requests, errors, p50 and p99 latency, and the server's resident memory (VmRSS from /proc).
+The verdict: zero errors, RSS growth after the warm-up (the first window) under 10%, and the
+last window's p99 against the first after warm-up. Not a CI test (minutes per database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.run import OBSERVATION, ROOT, _free_port, _postgres_database
+
+WINDOW_SECONDS = 30
+PATIENTS = [f"soak-{i}" for i in range(20)]
+
+
+@contextmanager
+def _serve(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    port = _free_port()
+    log = (workdir / f"serve-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "FHIR_LOG_LEVEL": "warning"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(f"{base}/fhir/metadata", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _observation(patient: str, rng: random.Random) -> dict[str, Any]:
+    return {
+        **OBSERVATION,
+        "subject": {"reference": f"Patient/{patient}"},
+        "valueQuantity": {**OBSERVATION["valueQuantity"], "value": rng.randint(0, 10)},
+    }
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.requests = 0
+
+    def add(self, seconds: float, error: str | None) -> None:
+        with self.lock:
+            self.requests += 1
+            self.latencies.append(seconds)
+            if error:
+                self.errors.append(error)
+
+    def take(self) -> tuple[int, list[float], list[str]]:
+        with self.lock:
+            taken = (self.requests, self.latencies, self.errors)
+            self.requests, self.latencies, self.errors = 0, [], []
+            return taken
+
+
+def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
+    rng = random.Random(seed)
+    ids: list[str] = []
+    headers = {"Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        while not stop.is_set():
+            roll = rng.random()
+            patient = rng.choice(PATIENTS)
+            began = time.perf_counter()
+            if roll < 0.30 or not ids:
+                response = client.post(
+                    "/fhir/Observation", json=_observation(patient, rng), headers=headers
+                )
+                ok = response.status_code == 201
+                if ok:
+                    ids.append(response.json()["id"])
+            elif roll < 0.60:
+                response = client.get(f"/fhir/Observation/{rng.choice(ids)}")
+                ok = response.status_code == 200
+            elif roll < 0.80:
+                response = client.get(
+                    "/fhir/Observation",
+                    params={
+                        "subject": f"Patient/{patient}",
+                        "code": "http://loinc.org|72514-3",
+                        "_sort": "-date",
+                        "_count": "10",
+                    },
+                )
+                ok = response.status_code == 200
+            elif roll < 0.95:
+                target = rng.choice(ids)
+                body = {**_observation(patient, rng), "id": target}
+                response = client.put(f"/fhir/Observation/{target}", json=body, headers=headers)
+                ok = response.status_code == 200
+            else:
+                bundle = {
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [
+                        {
+                            "resource": _observation(patient, rng),
+                            "request": {"method": "POST", "url": "Observation"},
+                        }
+                        for _ in range(10)
+                    ],
+                }
+                response = client.post("/fhir", json=bundle, headers=headers)
+                ok = response.status_code == 200
+            error = None if ok else f"{response.request.method} {response.status_code}"
+            stats.add(time.perf_counter() - began, error)
+
+
+def soak(database: str, minutes: float, clients: int) -> list[str]:
+    workdir = Path(tempfile.mkdtemp(prefix="kfhir-soak-"))
+
+    @contextmanager
+    def database_url() -> Iterator[str]:
+        if database == "sqlite":
+            yield f"sqlite:///{workdir / 'soak.sqlite3'}"
+        else:
+            with _postgres_database() as url:
+                yield url
+
+    lines = [
+        f"## {database}: {clients} clients, {minutes:g} min, windows of {WINDOW_SECONDS} s",
+        "",
+        "| window | requests | req/s | errors | p50 ms | p99 ms | RSS MB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rows: list[tuple[int, float, float, float]] = []
+    total_errors: list[str] = []
+    with database_url() as url, _serve(url, workdir) as (base, pid):
+        stop = threading.Event()
+        stats = Stats()
+        threads = [
+            threading.Thread(target=_client, args=(base, seed, stop, stats))
+            for seed in range(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        windows = max(2, int(minutes * 60 / WINDOW_SECONDS))
+        try:
+            for window in range(1, windows + 1):
+                time.sleep(WINDOW_SECONDS)
+                count, latencies, errors = stats.take()
+                total_errors.extend(errors)
+                quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else []
+                p50 = quantiles[49] * 1000 if quantiles else float("nan")
+                p99 = quantiles[98] * 1000 if quantiles else float("nan")
+                rss = _rss_mb(pid)
+                rows.append((count, p50, p99, rss))
+                lines.append(
+                    f"| {window} | {count:,} | {count / WINDOW_SECONDS:,.0f} | {len(errors)} "
+                    f"| {p50:.1f} | {p99:.1f} | {rss:.0f} |"
+                )
+                print(lines[-1], flush=True)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    warm_rss, last_rss = rows[0][3], rows[-1][3]
+    growth = (last_rss - warm_rss) / warm_rss * 100
+    lines += [
+        "",
+        f"errors: {len(total_errors)} {sorted(set(total_errors))[:5]}; "
+        f"RSS after warm-up {warm_rss:.0f} MB -> {last_rss:.0f} MB ({growth:+.1f}%); "
+        f"p99 window 2 {rows[1][2]:.1f} ms -> last {rows[-1][2]:.1f} ms; "
+        f"median p99 {statistics.median(r[2] for r in rows[1:]):.1f} ms",
+    ]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    databases = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    report: list[str] = []
+    for database in databases:
+        report += [*soak(database, args.minutes, args.clients), ""]
+    print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
