@@ -2,11 +2,14 @@
 
     python bench/soak.py [--db sqlite|postgresql|both] [--minutes 10] [--clients 4]
 
-Each client loops over create (30%), read (30%), search (20%), update (15%) and a 10-entry
-transaction (5%) of pain Observations for a few patients. Every window (30 s) reports the
-requests, errors, p50 and p99 latency, and the server's resident memory (VmRSS from /proc).
-The verdict: zero errors, RSS growth after the warm-up (the first window) under 10%, and the
-last window's p99 against the first after warm-up. Not a CI test (minutes per database).
+Each client loops over create (30%), read (30%), search (20%), update (15%) and a
+transaction (5%: 5 creates, and 5 deletes once the pool is full) of pain Observations for a
+few patients. The data stays the same size: past POOL resources a client deletes its oldest
+with each create, so latency can be compared from the first window to the last. Every window
+(30 s) reports the requests, errors, p50 and p99 latency, and the server's resident memory
+(VmRSS from /proc). The verdict: zero errors, RSS growth after the warm-up (the first window)
+under 10%, and the p99 of the last window against the second. Not a CI test (minutes per
+database).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.run import OBSERVATION, ROOT, _free_port, _postgres_database
 
 WINDOW_SECONDS = 30
+POOL = 500  # resources each client keeps
 PATIENTS = [f"soak-{i}" for i in range(20)]
 
 
@@ -112,6 +116,9 @@ def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
                 ok = response.status_code == 201
                 if ok:
                     ids.append(response.json()["id"])
+                if ok and len(ids) > POOL:
+                    response = client.delete(f"/fhir/Observation/{ids.pop(0)}")
+                    ok = response.status_code in (200, 204)
             elif roll < 0.60:
                 response = client.get(f"/fhir/Observation/{rng.choice(ids)}")
                 ok = response.status_code == 200
@@ -132,19 +139,26 @@ def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
                 response = client.put(f"/fhir/Observation/{target}", json=body, headers=headers)
                 ok = response.status_code == 200
             else:
-                bundle = {
-                    "resourceType": "Bundle",
-                    "type": "transaction",
-                    "entry": [
-                        {
-                            "resource": _observation(patient, rng),
-                            "request": {"method": "POST", "url": "Observation"},
-                        }
-                        for _ in range(10)
-                    ],
-                }
+                oldest = ids[:5] if len(ids) > POOL - 5 else []
+                del ids[: len(oldest)]
+                entries: list[dict[str, Any]] = [
+                    {
+                        "resource": _observation(patient, rng),
+                        "request": {"method": "POST", "url": "Observation"},
+                    }
+                    for _ in range(5)
+                ]
+                entries += [
+                    {"request": {"method": "DELETE", "url": f"Observation/{old}"}} for old in oldest
+                ]
+                bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
                 response = client.post("/fhir", json=bundle, headers=headers)
                 ok = response.status_code == 200
+                if ok:
+                    ids += [
+                        e["response"]["location"].split("/")[1]
+                        for e in response.json()["entry"][:5]
+                    ]
             error = None if ok else f"{response.request.method} {response.status_code}"
             stats.add(time.perf_counter() - began, error)
 
