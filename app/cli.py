@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve | migrate | load | load-case | dev-token`."""
+"""Command line: `python -m app serve | migrate | load | load-case | dev-token | check |
+backup`."""
 
 from __future__ import annotations
 
@@ -159,6 +160,85 @@ def _load(args: argparse.Namespace) -> int:
     return 1 if totals.failed else 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are noise here
+    from pathlib import Path
+
+    from alembic.script import ScriptDirectory
+
+    from app.storage.backup import BackupError, sqlite_path
+    from app.storage.consistency import Issue, check
+    from app.storage.engine import make_engine, wait_for_database
+    from app.storage.migrate import alembic_config, current_revision
+
+    settings = get_settings()
+    try:
+        database = sqlite_path(settings.database_url)
+    except BackupError:
+        database = None  # in memory: nothing to check but it answers
+    if database is not None and not database.startswith("file:") and not Path(database).is_file():
+        print(f"no database at {database}", file=sys.stderr)  # (connecting would create one)
+        return 2
+    engine = make_engine(settings)
+    try:
+        wait_for_database(engine, settings.db_wait_seconds)
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        revision = current_revision(engine)
+        if revision != head:
+            print(
+                f"the database is at schema revision {revision}, this code's is {head}: "
+                "`python -m app migrate` first",
+                file=sys.stderr,
+            )
+            return 2
+
+        def report(issue: Issue) -> None:
+            print(issue, flush=True)
+
+        totals = check(engine, report, batch_size=args.batch)
+    finally:
+        engine.dispose()
+    print(totals.summary())
+    return 1 if totals.issues else 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.storage.backup import BackupError, backup_sqlite, postgres_commands, sqlite_path
+
+    settings = get_settings()
+    try:
+        source = sqlite_path(settings.database_url)
+        if source is None:
+            dump, restore = postgres_commands(settings.database_url)
+            print(
+                "backup copies SQLite databases; this server uses PostgreSQL, whose own tools "
+                "make a consistent online dump:\n"
+                f"  {dump}\n"
+                "and restore it (into an empty database, or replacing this one's objects) with:\n"
+                f"  {restore}\n"
+                "(pg_dump's major version must be at least the server's.)",
+                file=sys.stderr,
+            )
+            return 2
+        result = backup_sqlite(
+            source, Path(args.dest), busy_timeout_s=settings.sqlite_busy_timeout_ms / 1000
+        )
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app", description="Ketamine infusion FHIR R4B server"
@@ -205,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--client", default="dev-client", help="the token's client_id")
     dev.add_argument("--minutes", type=int, default=60, help="lifetime")
     dev.set_defaults(func=_dev_token)
+    checker = commands.add_parser(
+        "check",
+        help="check the database: versions, current rows and search index rows (read only; "
+        "exit status 1 when anything is inconsistent)",
+    )
+    checker.add_argument(
+        "--batch", type=_positive, default=500, help="resources read per snapshot (memory bound)"
+    )
+    checker.set_defaults(func=_check)
+    backup = commands.add_parser(
+        "backup",
+        help="copy the SQLite database to DEST while the server may run, and check the copy "
+        "(PostgreSQL: use pg_dump)",
+    )
+    backup.add_argument("dest", metavar="DEST", help="a new file, or a directory to put it in")
+    backup.set_defaults(func=_backup)
     return parser
 
 

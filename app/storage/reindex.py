@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, and_, delete, false, insert, select
 
-from app.search.indexer import index_rows
+from app.storage.derived import date_spans, extract, table_rows
 from app.storage.tables import INDEX_TABLES, date_span_table
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
@@ -44,17 +43,15 @@ def reindex(connection: Connection) -> int:
             return count
         batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in INDEX_TABLES}
         for res_key, resource_type, content in rows:
-            index = index_rows(orjson.loads(content))
-            for param, low, high in index.date:
-                spans[(resource_type, param)] = max(
-                    high - low, spans.get((resource_type, param), -1)
-                )
+            index = extract(content)
+            for param, span in date_spans(index).items():
+                spans[(resource_type, param)] = max(span, spans.get((resource_type, param), -1))
             for kind, table in INDEX_TABLES.items():
                 names = [c.name for c in table.columns]
-                for seq, row in enumerate(index.table_rows(kind)):
-                    batches[kind].append(
-                        dict(zip(names, (res_key, resource_type, *row, seq), strict=True))
-                    )
+                batches[kind].extend(
+                    dict(zip(names, row, strict=True))
+                    for row in table_rows(res_key, resource_type, index, kind)
+                )
         for kind, values in batches.items():
             if values:
                 connection.execute(insert(INDEX_TABLES[kind]), values)
