@@ -21,7 +21,7 @@ USER fhir
 EXPOSE 8000
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/fhir/metadata', timeout=2)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
 # Listening on 0.0.0.0 needs authorization configured (FHIR_AUTH_JWKS, FHIR_AUTH_ISSUER,
 # FHIR_AUTH_AUDIENCE; see docker-compose.yml); without it the server refuses to start.
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]

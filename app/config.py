@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     # Bulk export files; every server process must see the same directory.
     export_dir: Path = Field(Path("data") / "exports", alias="FHIR_EXPORT_DIR")
     max_bundle_entries: int = Field(10_000, alias="FHIR_MAX_BUNDLE_ENTRIES", gt=0)
+    # Deepest nesting of objects and arrays in a JSON body (elements in an XML body), checked
+    # before parsing. Capped: much deeper trees exhaust Python's recursion in validation.
+    max_json_depth: int = Field(64, alias="FHIR_MAX_JSON_DEPTH", gt=0, le=100)
+    # Longest query string (bytes, as sent); longer is 414. POST _search takes longer ones.
+    max_query_bytes: int = Field(8192, alias="FHIR_MAX_QUERY_BYTES", gt=0)
+    # Time budget of a search, history or $everything read (SQLite: the whole read; PostgreSQL:
+    # each of its statements); past it the request is refused (400 too-costly) instead of
+    # holding a worker. 0: no budget.
+    search_timeout_ms: int = Field(10_000, alias="FHIR_SEARCH_TIMEOUT_MS", ge=0)
     # Conditional delete of several matches (up to 100) when true; otherwise >1 match is 412.
     conditional_delete_multiple: bool = Field(False, alias="FHIR_CONDITIONAL_DELETE_MULTIPLE")
     # Run migrations to head when the app starts (the CLI's serve does; tests may turn it off).

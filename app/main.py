@@ -12,8 +12,9 @@ from app.api import errors
 from app.api.audit import AuditMiddleware
 from app.api.auth import authenticate
 from app.api.auth import public as public_router
-from app.api.context import Runtime
+from app.api.context import Runtime, check_query
 from app.api.export_routes import router as export_router
+from app.api.health import router as health_router
 from app.api.operation_routes import router as operation_router
 from app.api.request_log import RequestLogMiddleware
 from app.api.routes import public_router as public_fhir_router
@@ -28,6 +29,7 @@ from app.fhir.service import ResourceService
 from app.search.ucum import canonical
 from app.security.setup import build_verifier
 from app.storage.engine import is_sqlite, make_engine, wait_for_database
+from app.storage.health import Readiness, migration_heads
 from app.storage.migrate import upgrade
 from app.storage.sql_store import SqlStore
 
@@ -49,16 +51,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings)
         try:
             wait_for_database(engine, settings.db_wait_seconds)
+            readiness = Readiness(engine, migration_heads())  # the head, read once
             if settings.migrate_on_start:
-                upgrade(engine)
+                upgrade(engine)  # at head it writes nothing: a read-only database starts too
             canonical(1, "mg")  # builds the UCUM registry now, not in the first request
             inline = settings.db_calls == "inline" or (
                 settings.db_calls == "auto" and is_sqlite(engine)
             )
-            store = SqlStore(engine)
+            store = SqlStore(engine, settings.search_timeout_ms)
             service = ResourceService(store)
             audit = AuditWriter(service) if settings.audit_enabled else None
-            app.state.runtime = Runtime(settings, service, inline, store, verifier, audit)
+            app.state.runtime = Runtime(
+                settings, service, inline, store, verifier, audit, readiness
+            )
             log.info("serving FHIR R4B at /fhir on %s", engine.url.render_as_string())
             try:
                 yield
@@ -78,9 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuditMiddleware)
     # added last, so outermost: it times everything and its request id is there for the rest
     app.add_middleware(RequestLogMiddleware)
-    protected = [Depends(authenticate)]
-    app.include_router(public_router)
-    app.include_router(public_fhir_router)
+    fhir = [Depends(check_query)]
+    protected = [*fhir, Depends(authenticate)]
+    app.include_router(health_router)  # no token, no audit: outside /fhir
+    app.include_router(public_router, dependencies=fhir)
+    app.include_router(public_fhir_router, dependencies=fhir)
     # before `router`: its /{type}/{id} would take /Patient/$export
     app.include_router(export_router, dependencies=protected)
     app.include_router(operation_router, dependencies=protected)

@@ -9,10 +9,13 @@ from typing import Any, TypeVar
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from app.api import negotiation
 from app.config import Settings
+from app.fhir import jsonio
 from app.fhir.audit import AuditWriter
-from app.fhir.errors import BadRequestError, PayloadTooLargeError
+from app.fhir.errors import BadRequestError, PayloadTooLargeError, UriTooLongError
 from app.fhir.export import ExportStore
+from app.fhir.formats import parse_resource
 from app.fhir.service import ResourceService
 from app.security.tokens import TokenVerifier
 
@@ -27,6 +30,8 @@ class Runtime:
     exports: ExportStore
     verifier: TokenVerifier | None = None  # None: no authorization configured
     audit: AuditWriter | None = None  # None: no audit trail kept
+    # /readyz: None when the database answers at the schema's head, else why not
+    readiness: Callable[[], str | None] | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:
@@ -47,8 +52,32 @@ def base_url(request: Request) -> str:
     return f"{str(request.base_url).rstrip('/')}/fhir"
 
 
-async def read_body(request: Request) -> bytes:
-    limit = runtime(request).settings.max_body_bytes
+def check_query(request: Request) -> None:
+    """Dependency of the /fhir routers: a query string over the limit is 414 before anything
+    reads it."""
+    limit = runtime(request).settings.max_query_bytes
+    size = len(request.scope.get("query_string", b""))
+    if size > limit:
+        raise UriTooLongError(
+            f"The query string is {size} bytes; the limit is {limit} (FHIR_MAX_QUERY_BYTES). "
+            "Send a long search as POST {type}/_search with form-encoded parameters"
+        )
+
+
+def check_json_depth(request: Request, raw: bytes, what: str = "The body") -> None:
+    limit = runtime(request).settings.max_json_depth
+    if jsonio.nesting_exceeds(raw, limit):
+        raise BadRequestError(
+            f"{what} nests objects and arrays more than {limit} levels deep, the limit of "
+            "this server (FHIR_MAX_JSON_DEPTH)",
+            code="too-costly",
+        )
+
+
+async def read_body(request: Request, *, allow_empty: bool = False) -> bytes:
+    """The body, refused over the size limit (413) and, when JSON, over the nesting limit."""
+    settings = runtime(request).settings
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"The body is {declared} bytes; the limit is {limit}")
@@ -61,5 +90,16 @@ async def read_body(request: Request) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body.strip():
+        if allow_empty:
+            return body
         raise BadRequestError("The request has an empty body; it must carry a resource")
+    if "json" in request.headers.get("content-type", "").lower():
+        check_json_depth(request, body)
     return body
+
+
+def parse_body(request: Request, raw: bytes) -> Any:
+    """A body read by read_body as a resource, in the format its Content-Type names (XML's
+    nesting limited here; JSON's was checked by read_body)."""
+    fmt = negotiation.body_format(request)
+    return parse_resource(raw, fmt, max_depth=runtime(request).settings.max_json_depth)

@@ -16,13 +16,19 @@ from app.api.responses import outcome_response
 from app.fhir.errors import (
     ConflictError,
     FhirError,
+    InsufficientStorageError,
     Issue,
     MethodNotAllowedError,
     NotFoundError,
     ServiceUnavailableError,
     operation_outcome,
 )
-from app.fhir.store import StorageUnavailableError, WriteConflictError
+from app.fhir.store import (
+    StorageFullError,
+    StorageReadOnlyError,
+    StorageUnavailableError,
+    WriteConflictError,
+)
 from app.log_policy import redacted_traceback
 
 log = logging.getLogger("app.errors")
@@ -71,6 +77,26 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
     return await _fhir_error(request, error)
 
 
+async def _storage_read_only(request: Request, exc: Exception) -> Response:
+    log.warning("database refuses writes: %s", exc)
+    error = ServiceUnavailableError(
+        "The database is read-only right now: writes are refused (reads still work); "
+        "try again later",
+        headers={"Retry-After": "60"},
+        code="no-store",
+    )
+    return await _fhir_error(request, error)
+
+
+async def _storage_full(request: Request, exc: Exception) -> Response:
+    log.error("database full: %s", exc)
+    error = InsufficientStorageError(
+        "The database has no room left for this write (disk or quota full); nothing was "
+        "written. Reads still work"
+    )
+    return await _fhir_error(request, error)
+
+
 async def _write_conflict(request: Request, exc: Exception) -> Response:
     error = ConflictError(
         "The resource was changed by concurrent writers faster than this "
@@ -103,5 +129,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StorageUnavailableError, _storage_unavailable)
+    app.add_exception_handler(StorageReadOnlyError, _storage_read_only)
+    app.add_exception_handler(StorageFullError, _storage_full)
     app.add_exception_handler(WriteConflictError, _write_conflict)
     app.add_exception_handler(Exception, _unexpected)

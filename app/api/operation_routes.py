@@ -10,15 +10,13 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api import negotiation
 from app.api.auth import access
-from app.api.context import base_url, read_body, runtime
+from app.api.context import base_url, parse_body, read_body, runtime
 from app.api.responses import fhir_response
 from app.api.routes import read
 from app.fhir import jsonio, operations
 from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import ForbiddenError, NotFoundError
-from app.fhir.formats import parse_resource
 from app.fhir.models import RESOURCE_TYPES
 from app.fhir.operation_definitions import DEFINITIONS
 from app.fhir.service import ResourceService
@@ -29,7 +27,7 @@ router = APIRouter(prefix="/fhir", tags=["operations"])
 
 async def _pairs(request: Request) -> list[tuple[str, str]]:
     if request.method == "POST":
-        body = parse_resource(await read_body(request), negotiation.body_format(request))
+        body = parse_body(request, await read_body(request))
         return operations.parameters_from_body(body)
     pairs = request.query_params.multi_items()
     return [(k, v) for k, v in pairs if k not in ("_format", "_pretty")]
@@ -206,7 +204,7 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
     if request.method == "POST":
         raw = await read_body(request)
         if raw.strip():
-            body = parse_resource(raw, negotiation.body_format(request))
+            body = parse_body(request, raw)
     outcome = await rt.call(
         operations.validate_resource,
         rt.service.bounded(allowed),

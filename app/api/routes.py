@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from app.api import negotiation
 from app.api.auth import access
-from app.api.context import base_url, read_body, runtime
+from app.api.context import base_url, check_json_depth, parse_body, read_body, runtime
 from app.api.responses import fhir_response, informational, resource_response, version_headers
 from app.fhir import jsonio, provenance
 from app.fhir.access import Access
@@ -25,7 +25,6 @@ from app.fhir.errors import (
     MethodNotAllowedError,
     UnsupportedMediaTypeError,
 )
-from app.fhir.formats import parse_resource
 from app.fhir.history import history_query
 from app.fhir.models import require_resource_type
 from app.fhir.service import WriteResult
@@ -46,6 +45,7 @@ def _provenance(request: Request, allowed: Access) -> dict[str, Any] | None:
     if raw is None:
         return None
     allowed.require("Provenance", "c")
+    check_json_depth(request, raw.encode("latin-1"), f"The {provenance.HEADER} header")
     return provenance.parse_provenance(raw)
 
 
@@ -153,7 +153,7 @@ async def _form_pairs(request: Request) -> list[tuple[str, str]]:
         raise UnsupportedMediaTypeError(
             "POST _search takes the parameters as application/x-www-form-urlencoded"
         )
-    body = (await request.body()).decode("utf-8", errors="replace")
+    body = (await read_body(request, allow_empty=True)).decode("utf-8", errors="replace")
     return [*request.query_params.multi_items(), *parse_qsl(body, keep_blank_values=True)]
 
 
@@ -249,7 +249,7 @@ async def create(request: Request, resource_type: str) -> Response:
         require_resource_type(resource_type), "c", *("s" if if_none_exist is not None else "")
     )
     stated = _provenance(request, allowed)
-    data = parse_resource(await read_body(request), negotiation.body_format(request))
+    data = parse_body(request, await read_body(request))
     service = rt.service.bounded(allowed)
     result = await rt.call(service.create, resource_type, data, if_none_exist, stated)
     return _written(request, result)
@@ -281,7 +281,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     if_match = negotiation.if_match(request)
     only_if_absent = negotiation.if_none_match_any(request)
     stated = _provenance(request, allowed)
-    data = parse_resource(await read_body(request), negotiation.body_format(request))
+    data = parse_body(request, await read_body(request))
     result = await rt.call(
         partial(
             rt.service.bounded(allowed).update,
@@ -353,7 +353,7 @@ async def delete(request: Request, resource_type: str, resource_id: str) -> Resp
 )
 async def transaction(request: Request) -> Response:
     rt = runtime(request)
-    bundle = parse_resource(await read_body(request), negotiation.body_format(request))
+    bundle = parse_body(request, await read_body(request))
     processor = BundleProcessor(
         rt.service,
         max_entries=rt.settings.max_bundle_entries,
@@ -407,7 +407,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     query = _condition(request, "PUT")
     if_match = negotiation.if_match(request)
     stated = _provenance(request, allowed)
-    data = parse_resource(await read_body(request), negotiation.body_format(request))
+    data = parse_body(request, await read_body(request))
     result = await rt.call(
         partial(
             rt.service.bounded(allowed).conditional_update,

@@ -120,6 +120,11 @@ class PayloadTooLargeError(FhirError):
     issue_code = "too-costly"
 
 
+class UriTooLongError(FhirError):
+    status = 414
+    issue_code = "too-costly"
+
+
 class UnsupportedMediaTypeError(FhirError):
     status = 415
     issue_code = "not-supported"
@@ -139,3 +144,10 @@ class InvalidResourceError(UnprocessableError):
 class ServiceUnavailableError(FhirError):
     status = 503
     issue_code = "transient"
+
+
+class InsufficientStorageError(FhirError):
+    """The database has no room for the write (disk or quota full): nothing was written."""
+
+    status = 507
+    issue_code = "no-store"

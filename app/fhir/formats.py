@@ -10,7 +10,7 @@ from lxml import etree
 from pydantic import ValidationError
 
 from app.fhir import jsonio
-from app.fhir.errors import StructureError
+from app.fhir.errors import BadRequestError, StructureError
 from app.fhir.models import model_class, require_resource_type, validation_error
 
 JSON = "json"
@@ -61,11 +61,19 @@ def _check_no_empties(node: Any, path: str) -> None:
                 _check_no_empties(item, f"{path}[{index}]")
 
 
-def parse_xml_resource(raw: bytes) -> Any:
+def parse_xml_resource(raw: bytes, max_depth: int | None = None) -> Any:
+    """`max_depth`: the deepest element nesting accepted (libxml2 alone stops at 256, deeper
+    than the model code's recursion reaches)."""
     try:
         root = etree.fromstring(raw, parser=_safe_parser())
     except etree.XMLSyntaxError as exc:
         raise StructureError(f"The body is not well-formed XML: {exc}") from None
+    if max_depth is not None and _xml_depth_exceeds(root, max_depth):
+        raise BadRequestError(
+            f"The body nests elements more than {max_depth} levels deep, the limit of this "
+            "server (FHIR_MAX_JSON_DEPTH)",
+            code="too-costly",
+        )
     qname = etree.QName(root)
     if qname.namespace != FHIR_NS:
         raise StructureError(f"The XML root element must be in the FHIR namespace {FHIR_NS}")
@@ -79,8 +87,22 @@ def parse_xml_resource(raw: bytes) -> Any:
     return jsonio.loads(instance.model_dump_json())
 
 
-def parse_resource(raw: bytes, fmt: str) -> Any:
-    return parse_xml_resource(raw) if fmt == XML else parse_json_resource(raw)
+def _xml_depth_exceeds(root: Any, limit: int) -> bool:
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def parse_resource(raw: bytes, fmt: str, *, max_depth: int | None = None) -> Any:
+    """A body as a resource dict. JSON's nesting is checked on the bytes before (see
+    jsonio.nesting_exceeds); XML's here, on the parsed tree, when `max_depth` is given."""
+    return parse_xml_resource(raw, max_depth) if fmt == XML else parse_json_resource(raw)
 
 
 def json_to_xml(content: bytes, *, pretty: bool = False) -> bytes:

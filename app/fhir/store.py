@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from app.fhir.errors import BadRequestError
 from app.search.index_values import IndexRows
 from app.search.query import SearchRequest
 
@@ -80,6 +81,30 @@ class WriteConflictError(Exception):
 
 class StorageUnavailableError(Exception):
     """The database cannot be reached or is not accepting writes right now."""
+
+
+class StorageReadOnlyError(StorageUnavailableError):
+    """The database refuses writes (a read-only file or mount, a read-only server); reads
+    still work."""
+
+
+class StorageFullError(StorageUnavailableError):
+    """The database has no room for a write (disk full, SQLite's max_page_count); the
+    transaction was rolled back."""
+
+
+class QueryTimeoutError(BadRequestError):
+    """A search, history or $everything read ran past its time budget and was stopped: 400
+    too-costly, like the other search limits (a FhirError, so a batch answers it per entry)."""
+
+    issue_code = "too-costly"
+
+    def __init__(self, budget_ms: int) -> None:
+        super().__init__(
+            f"The search ran longer than this server's limit of {budget_ms} ms "
+            "(FHIR_SEARCH_TIMEOUT_MS) and was stopped; narrow it (more selective parameters, "
+            "fewer _include/_revinclude, no _sort or _total=accurate) and try again"
+        )
 
 
 class WriteTx(Protocol):

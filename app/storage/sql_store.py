@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -28,14 +29,17 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
 
 from app.fhir.export import ExportJob, job_parameters
 from app.fhir.store import (
     CurrentState,
     HistoryPage,
     HistoryQuery,
+    QueryTimeoutError,
     SearchPage,
+    StorageFullError,
+    StorageReadOnlyError,
     StorageUnavailableError,
     VersionRecord,
     WriteConflictError,
@@ -43,6 +47,7 @@ from app.fhir.store import (
 from app.search.index_values import IndexRows
 from app.search.query import SearchRequest
 from app.storage import search_sql
+from app.storage.derived import table_rows
 from app.storage.engine import SQLITE_BEGIN, is_sqlite
 from app.storage.prepared import Prepared
 from app.storage.tables import INDEX_TABLES, date_span_table, export_job_table
@@ -276,9 +281,9 @@ class SqlWriteTx:
         ]
         index_rows = {
             kind: [
-                (key, rec.resource_type, *row, seq)
+                row
                 for key, (rec, index) in keyed
-                for seq, row in enumerate(index.table_rows(kind))
+                for row in table_rows(key, rec.resource_type, index, kind)
             ]
             for kind in INDEX_TABLES
         }
@@ -342,11 +347,9 @@ class SqlWriteTx:
 
     def _insert_index(self, key: int, resource_type: str, index: IndexRows) -> None:
         for kind, sql in self._sql.insert_index.items():
-            rows = index.table_rows(kind)
+            rows = table_rows(key, resource_type, index, kind)
             if rows:
-                self._cursor.executemany(
-                    sql, [(key, resource_type, *row, seq) for seq, row in enumerate(rows)]
-                )
+                self._cursor.executemany(sql, rows)
         self._note_spans(resource_type, index)
 
     def _note_spans(self, resource_type: str, index: IndexRows) -> None:
@@ -376,9 +379,11 @@ _IN_CHUNK = 500  # (type, id) pairs per lookup: well under SQLite's bound-parame
 
 
 class SqlStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, search_timeout_ms: int = 0) -> None:
         self._engine = engine
         self._sqlite = is_sqlite(engine)
+        # The time budget of searches, history and $everything (0: none); see reading().
+        self._budget_ms = search_timeout_ms
         self._sql = _Statements(engine.dialect)
         # Spans this process knows the database holds at least (never more than it holds).
         self._known_spans: dict[tuple[str, str], int] = {}
@@ -400,28 +405,60 @@ class SqlStore:
             raise StorageUnavailableError(_reason(exc)) from exc
         try:
             yield connection
-        except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+        except (dbapi.OperationalError, dbapi.InterfaceError, dbapi.InternalError) as exc:
             if _sqlstate(exc) in _RETRYABLE:
                 raise WriteConflictError(_reason(exc)) from exc
+            if isinstance(exc, dbapi.InternalError) and _sqlstate(exc) not in _READ_ONLY:
+                raise
             if self._engine.dialect.is_disconnect(exc, connection.dbapi_connection, None):
                 connection.invalidate(exc)
-            raise StorageUnavailableError(_reason(exc)) from exc
+            raise storage_error(exc) from exc
         finally:
             connection.close()
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, *, budget: bool = False) -> Iterator[Connection]:
+        """A connection for reads. `budget`: the statements are stopped once they run past
+        the store's time budget (QueryTimeoutError) -- on SQLite the whole block, by a progress
+        handler; on PostgreSQL each statement, by `SET LOCAL statement_timeout` in a
+        transaction that ends with the block, so nothing stays set on the pooled connection."""
+        budget_ms = self._budget_ms if budget else 0
         try:
             with self._engine.connect() as conn:
                 # Reads run without a transaction: each statement sees its own snapshot, as it
                 # would under READ COMMITTED anyway, and BEGIN and ROLLBACK (two round trips
                 # on PostgreSQL, two statements on SQLite) are saved.
                 if self._sqlite:
-                    yield conn.execution_options(**{SQLITE_BEGIN: None})
+                    conn = conn.execution_options(**{SQLITE_BEGIN: None})
+                    if budget_ms:
+                        with _sqlite_deadline(conn, budget_ms):
+                            yield conn
+                    else:
+                        yield conn
                 else:
-                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
-        except OperationalError as exc:
-            raise StorageUnavailableError(_reason(exc)) from exc
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    if budget_ms:
+                        with _pg_statement_timeout(conn, budget_ms):
+                            yield conn
+                    else:
+                        yield conn
+        except (OperationalError, InterfaceError) as exc:
+            if budget_ms and _timed_out(exc):
+                raise QueryTimeoutError(budget_ms) from exc
+            raise storage_error(exc) from exc
+
+    @contextmanager
+    def _engine_writing(self) -> Iterator[None]:
+        """Around writes through the engine (export jobs): a database that is away, full or
+        read-only is StorageUnavailableError (or a subclass), as on the write path."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            raise storage_error(exc) from exc
+        except InternalError as exc:
+            if _sqlstate(exc) in _READ_ONLY:
+                raise storage_error(exc) from exc
+            raise
 
     @contextmanager
     def write(self) -> Iterator[SqlWriteTx]:
@@ -510,7 +547,7 @@ class SqlStore:
             .order_by(v.c.version_key.desc())
             .limit(query.count + 1)
         )
-        with self.reading() as conn:
+        with self.reading(budget=True) as conn:
             rows = conn.execute(statement).all()
             total = None
             if query.resource_id is not None:
@@ -558,7 +595,7 @@ class SqlStore:
             .limit(count + 1)
             .offset(offset)
         )
-        with self.reading() as conn:
+        with self.reading(budget=True) as conn:
             rows = list(conn.execute(statement).all())
             total = None
             if len(rows) <= count:
@@ -583,7 +620,7 @@ class SqlStore:
             "error": job.error,
             "updated": _db_value(datetime.now(UTC)),
         }
-        with self._engine.begin() as conn:
+        with self._engine_writing(), self._engine.begin() as conn:
             changed = conn.execute(
                 update(export_job_table)
                 .where(export_job_table.c.job_id == job.job_id)
@@ -616,7 +653,7 @@ class SqlStore:
         )
 
     def delete_job(self, job_id: str) -> None:
-        with self._engine.begin() as conn:
+        with self._engine_writing(), self._engine.begin() as conn:
             conn.execute(delete(export_job_table).where(export_job_table.c.job_id == job_id))
 
     def scan(
@@ -669,7 +706,7 @@ def _page_record(row: Any) -> VersionRecord:
 
 
 def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
-    with store.reading() as conn:
+    with store.reading(budget=True) as conn:
         spans: dict[tuple[str, str], int] = {}
         if search_sql.needs_spans(request.criteria):
             spans = {(t, p): s for t, p, s in conn.execute(select(date_span_table))}
@@ -798,7 +835,68 @@ def _rollback(cursor: Any, dbapi: Any) -> None:
 
 
 def _sqlstate(exc: BaseException) -> str | None:
-    return getattr(exc, "sqlstate", None)
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper of the driver's exception
+    return getattr(orig if orig is not None else exc, "sqlstate", None)
+
+
+def _sqlite_error(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig if orig is not None else exc, "sqlite_errorname", None) or ""
+
+
+_FULL = {"53100"}  # PostgreSQL disk_full
+_READ_ONLY = {"25006"}  # read_only_sql_transaction (a standby, default_transaction_read_only)
+
+
+def storage_error(exc: BaseException) -> StorageUnavailableError:
+    """What a driver error that is not the request's fault means to the client: the database
+    is full (507), refuses writes (503, reads still work) or is away (503)."""
+    sqlite = _sqlite_error(exc)
+    if _sqlstate(exc) in _FULL or sqlite == "SQLITE_FULL":
+        return StorageFullError(_reason(exc))
+    if _sqlstate(exc) in _READ_ONLY or sqlite.startswith("SQLITE_READONLY"):
+        return StorageReadOnlyError(_reason(exc))
+    return StorageUnavailableError(_reason(exc))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # query_canceled: statement_timeout (or an administrator's pg_cancel_backend)
+    return _sqlstate(exc) == "57014" or _sqlite_error(exc) == "SQLITE_INTERRUPT"
+
+
+# SQLite calls the progress handler every this many virtual machine instructions (well under a
+# millisecond of work), so a budget is kept to about a millisecond at little cost.
+_PROGRESS_STEPS = 10_000
+
+
+@contextmanager
+def _sqlite_deadline(conn: Connection, budget_ms: int) -> Iterator[None]:
+    raw: Any = conn.connection.dbapi_connection  # the sqlite3.Connection
+    deadline = time.monotonic() + budget_ms / 1000
+    raw.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    try:
+        yield
+    finally:
+        raw.set_progress_handler(None, 0)  # the pooled connection is used without a budget next
+
+
+@contextmanager
+def _pg_statement_timeout(conn: Connection, budget_ms: int) -> Iterator[None]:
+    # One round trip for both (simple query protocol), one for the ROLLBACK: SET LOCAL ends
+    # with the transaction, and a cancelled statement's aborted transaction ends with it too.
+    conn.exec_driver_sql(f"BEGIN; SET LOCAL statement_timeout = {int(budget_ms)}")
+    done = False
+    try:
+        yield
+        done = True
+    finally:
+        try:
+            conn.exec_driver_sql("ROLLBACK")
+        except Exception:
+            with suppress(Exception):
+                conn.invalidate()  # in an unknown state: not back to the pool
+            if done:  # else the block's own error is the one to report
+                raise
 
 
 def _is_unique_violation(exc: BaseException) -> bool:

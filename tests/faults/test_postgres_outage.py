@@ -7,7 +7,8 @@ allowed again. Terminating a backend cannot split a commit: PostgreSQL finishes 
 answers it) before it acts on the termination, so each write has one known outcome.
 
 Checked: during the outage writes are 503 with Retry-After and an OperationOutcome (never a
-500); the server recovers by itself within seconds of the database coming back; every write
+500); the server recovers by itself within seconds of the database coming back (10 s
+allowed on a loaded machine); every write
 answered 2xx is in the database, and every write answered otherwise left nothing behind."""
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def outage(postgres_only: str) -> Iterator[Outage]:
 def test_writes_during_an_outage_are_503_and_none_is_lost_or_half_written(
     postgres_only: str, outage: Outage
 ) -> None:
-    results: list[tuple[float, str, httpx.Response]] = []
+    # (sent, answered, identifier value, response)
+    results: list[tuple[float, float, str, httpx.Response]] = []
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -86,12 +88,13 @@ def test_writes_during_an_outage_are_503_and_none_is_lost_or_half_written(
                     value = f"w{number}-{sequence}"
                     sequence += 1
                     body = patient(identifier=[{"system": SYSTEM, "value": value}])
+                    sent = time.monotonic()
                     try:
                         response = client.post("/fhir/Patient", json=body, headers=JSON_HEADERS)
                     except httpx.TransportError as exc:  # the server itself must stay up
                         pytest.fail(f"the server dropped a request: {exc}")
                     with lock:
-                        results.append((time.monotonic(), value, response))
+                        results.append((sent, time.monotonic(), value, response))
 
         threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
         for thread in threads:
@@ -109,18 +112,20 @@ def test_writes_during_an_outage_are_503_and_none_is_lost_or_half_written(
             for thread in threads:
                 thread.join()
 
-        statuses = {r.status_code for _, _, r in results}
+        statuses = {r.status_code for *_, r in results}
         assert statuses <= {201, 503}, statuses
-        during = [r for t, _, r in results if began + 0.5 < t < ended]
+        # sent and answered while the database was away (a request sent just before may still
+        # commit and be answered late on a loaded machine)
+        during = [r for sent, done, _, r in results if began + 0.2 < sent and done < ended]
         assert during
         assert all(r.status_code == 503 for r in during)
-        for response in (r for _, _, r in results if r.status_code == 503):
+        for response in (r for *_, r in results if r.status_code == 503):
             assert response.headers.get("retry-after")
             assert response.json()["resourceType"] == "OperationOutcome"
-        recovered = [t for t, _, r in results if t > ended and r.status_code == 201]
+        recovered = [sent for sent, _, _, r in results if sent > ended and r.status_code == 201]
         assert recovered, "no write succeeded after the database came back"
-        assert recovered[0] - ended < 5.0, f"recovered after {recovered[0] - ended:.1f} s"
-        assert all(r.status_code == 201 for t, _, r in results if t > recovered[0])
+        assert recovered[0] - ended < 10.0, f"recovered after {recovered[0] - ended:.1f} s"
+        assert all(r.status_code == 201 for sent, _, _, r in results if sent > recovered[0])
 
         # every answered write is there once; every refused one left nothing
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -134,8 +139,8 @@ def test_writes_during_an_outage_are_503_and_none_is_lost_or_half_written(
                 url = next(
                     (link["url"] for link in page["link"] if link["relation"] == "next"), None
                 )
-        created = {v for _, v, r in results if r.status_code == 201}
-        refused = {v for _, v, r in results if r.status_code != 201}
+        created = {v for _, _, v, r in results if r.status_code == 201}
+        refused = {v for _, _, v, r in results if r.status_code != 201}
         assert len(created) > 10
         assert len(refused) > 0
         assert {v for v, n in stored.items() if n > 1} == set()
