@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the REST API (hypothesis): resources and searches."""
