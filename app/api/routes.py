@@ -115,11 +115,9 @@ async def _search(
         resource_types = allowed.types_allowed("s")
         if not resource_types:
             allowed.require_all_types("s", "A search across resource types")
-    # One compartment bound for the whole search: a token mixing patient and user grants
-    # across the searched types gets the narrower answer.
-    bounds = {allowed.compartment(t, "s") for t in resource_types or ("Patient",)}
-    compartment = next((p for p in bounds if p is not None), None)
-    if compartment is not None and not resource_types:
+    # A patient-context search of every type is a search of the compartment's types; the
+    # bounds themselves are the scoped store's (app/fhir/scoped_store.py).
+    if not resource_types and allowed.compartment("Patient", "s") is not None:
         resource_types = tuple(t for t in PATIENT_COMPARTMENT if allowed.allows(t, "s"))
     search, page, outcome = await rt.call(
         rt.service.bounded(allowed).search,
@@ -128,7 +126,6 @@ async def _search(
         rt.settings.default_page_size,
         rt.settings.max_page_size,
         negotiation.strict_handling(request),
-        compartment,
     )
     base = base_url(request)
     link = (

@@ -186,21 +186,21 @@ def _simple(entries: list[Any], references_plain: bool) -> bool:
         if set(request) - {"method", "url"}:
             return False
         # a conditional reference needs a search: left to the BundleProcessor
-        if not references_plain and any("?" in r for r in _references(entry.get("resource"))):
+        if not references_plain and any("?" in r for r in references(entry.get("resource"))):
             return False
     return True
 
 
-def _references(node: Any) -> Iterator[str]:
+def references(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 yield value
             else:
-                yield from _references(value)
+                yield from references(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _references(value)
+            yield from references(value)
 
 
 def _prepare_transaction(unit: Unit, entries: list[dict[str, Any]], check: Check) -> None:

@@ -128,7 +128,6 @@ class ResourceService:
         default_count: int,
         max_count: int,
         strict: bool = False,
-        compartment: str | None = None,
     ) -> tuple[SearchRequest, SearchPage, dict[str, Any] | None]:
         """Parse and run a search. Unknown parameters are ignored and reported in the returned
         OperationOutcome, or refused (400) when the client asked for strict handling."""
@@ -137,7 +136,6 @@ class ResourceService:
         parse_types = resource_types or (ANY_TYPE,)
         request = parse_search(parse_types, pairs, default_count, max_count)
         request.resource_types = resource_types
-        request.compartment = compartment
         outcome = None
         if request.unknown:
             names = ", ".join(sorted(set(request.unknown)))

@@ -29,6 +29,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from app.config import Settings
+from app.fhir.loading import references
 from app.storage.engine import make_engine
 from app.storage.migrate import upgrade
 from tests.helpers import ketamine_administration, pain_observation
@@ -198,22 +199,10 @@ def _outcome_problem(response: httpx.Response) -> str | None:
     return f"{response.status_code} without an OperationOutcome: {response.text[:300]}"
 
 
-def _references(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                yield value
-            else:
-                yield from _references(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _references(item)
-
-
 def _is_b(resource: dict[str, Any]) -> bool:
     if (resource.get("resourceType"), resource.get("id")) in B_KEYS:
         return True
-    return any(r == "Patient/B" or r.endswith("/Patient/B") for r in _references(resource))
+    return any(r == "Patient/B" or r.endswith("/Patient/B") for r in references(resource))
 
 
 def _searched_types(url: str) -> set[str]:
