@@ -7,9 +7,12 @@ transaction (5%: 5 creates, and 5 deletes once the pool is full) of pain Observa
 few patients. The data stays the same size: past POOL resources a client deletes its oldest
 with each create, so latency can be compared from the first window to the last. Every window
 (30 s) reports the requests, errors, p50 and p99 latency, and the server's resident memory
-(VmRSS from /proc). The verdict: zero errors, RSS growth after the warm-up (the first window)
-under 10%, and the p99 of the last window against the second. Not a CI test (minutes per
-database).
+(VmRSS from /proc), and the p99 of each kind of request (create, read, search, update,
+transaction), so a drift can be traced to the requests that drift. At the end it prints what
+the database holds (rows per table; on PostgreSQL also dead tuples and the last autovacuum),
+which is what changes while the live data stays the same size. The verdict: zero errors, RSS
+growth after the warm-up (the first window) under 10%, and the p99 of the last window against
+the second. Not a CI test (minutes per database).
 """
 
 from __future__ import annotations
@@ -79,25 +82,33 @@ def _observation(patient: str, rng: random.Random) -> dict[str, Any]:
     }
 
 
+KINDS = ("create", "read", "search", "update", "transaction")
+
+
 class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[str, float]] = []
         self.errors: list[str] = []
-        self.requests = 0
 
-    def add(self, seconds: float, error: str | None) -> None:
+    def add(self, kind: str, seconds: float, error: str | None) -> None:
         with self.lock:
-            self.requests += 1
-            self.latencies.append(seconds)
+            self.latencies.append((kind, seconds))
             if error:
                 self.errors.append(error)
 
-    def take(self) -> tuple[int, list[float], list[str]]:
+    def take(self) -> tuple[list[tuple[str, float]], list[str]]:
         with self.lock:
-            taken = (self.requests, self.latencies, self.errors)
-            self.requests, self.latencies, self.errors = 0, [], []
+            taken = (self.latencies, self.errors)
+            self.latencies, self.errors = [], []
             return taken
+
+
+def _p(latencies: list[float], q: int) -> float:
+    """The q-th percentile in ms (nan for fewer than two)."""
+    if len(latencies) < 2:
+        return float("nan")
+    return statistics.quantiles(latencies, n=100)[q - 1] * 1000
 
 
 def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
@@ -109,7 +120,18 @@ def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
             roll = rng.random()
             patient = rng.choice(PATIENTS)
             began = time.perf_counter()
-            if roll < 0.30 or not ids:
+            kind = KINDS[
+                0
+                if roll < 0.30 or not ids
+                else 1
+                if roll < 0.6
+                else 2
+                if roll < 0.8
+                else 3
+                if roll < 0.95
+                else 4
+            ]
+            if kind == "create":
                 response = client.post(
                     "/fhir/Observation", json=_observation(patient, rng), headers=headers
                 )
@@ -119,10 +141,10 @@ def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
                 if ok and len(ids) > POOL:
                     response = client.delete(f"/fhir/Observation/{ids.pop(0)}")
                     ok = response.status_code in (200, 204)
-            elif roll < 0.60:
+            elif kind == "read":
                 response = client.get(f"/fhir/Observation/{rng.choice(ids)}")
                 ok = response.status_code == 200
-            elif roll < 0.80:
+            elif kind == "search":
                 response = client.get(
                     "/fhir/Observation",
                     params={
@@ -133,7 +155,7 @@ def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
                     },
                 )
                 ok = response.status_code == 200
-            elif roll < 0.95:
+            elif kind == "update":
                 target = rng.choice(ids)
                 body = {**_observation(patient, rng), "id": target}
                 response = client.put(f"/fhir/Observation/{target}", json=body, headers=headers)
@@ -160,7 +182,7 @@ def _client(base: str, seed: int, stop: threading.Event, stats: Stats) -> None:
                         for e in response.json()["entry"][:5]
                     ]
             error = None if ok else f"{response.request.method} {response.status_code}"
-            stats.add(time.perf_counter() - began, error)
+            stats.add(kind, time.perf_counter() - began, error)
 
 
 def soak(database: str, minutes: float, clients: int) -> list[str]:
@@ -177,8 +199,9 @@ def soak(database: str, minutes: float, clients: int) -> list[str]:
     lines = [
         f"## {database}: {clients} clients, {minutes:g} min, windows of {WINDOW_SECONDS} s",
         "",
-        "| window | requests | req/s | errors | p50 ms | p99 ms | RSS MB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| window | requests | req/s | errors | p50 ms | p99 ms | RSS MB "
+        "| p99 ms: create / read / search / update / transaction |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     rows: list[tuple[int, float, float, float]] = []
     total_errors: list[str] = []
@@ -195,22 +218,25 @@ def soak(database: str, minutes: float, clients: int) -> list[str]:
         try:
             for window in range(1, windows + 1):
                 time.sleep(WINDOW_SECONDS)
-                count, latencies, errors = stats.take()
+                taken, errors = stats.take()
                 total_errors.extend(errors)
-                quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else []
-                p50 = quantiles[49] * 1000 if quantiles else float("nan")
-                p99 = quantiles[98] * 1000 if quantiles else float("nan")
+                latencies = [seconds for _, seconds in taken]
+                count, p50, p99 = len(latencies), _p(latencies, 50), _p(latencies, 99)
+                by_kind = " / ".join(
+                    f"{_p([t for k, t in taken if k == kind], 99):.0f}" for kind in KINDS
+                )
                 rss = _rss_mb(pid)
                 rows.append((count, p50, p99, rss))
                 lines.append(
                     f"| {window} | {count:,} | {count / WINDOW_SECONDS:,.0f} | {len(errors)} "
-                    f"| {p50:.1f} | {p99:.1f} | {rss:.0f} |"
+                    f"| {p50:.1f} | {p99:.1f} | {rss:.0f} | {by_kind} |"
                 )
                 print(lines[-1], flush=True)
         finally:
             stop.set()
             for thread in threads:
                 thread.join()
+        lines += ["", *_database_report(url)]
     warm_rss, last_rss = rows[0][3], rows[-1][3]
     growth = (last_rss - warm_rss) / warm_rss * 100
     lines += [
@@ -221,6 +247,43 @@ def soak(database: str, minutes: float, clients: int) -> list[str]:
         f"median p99 {statistics.median(r[2] for r in rows[1:]):.1f} ms",
     ]
     return lines
+
+
+def _database_report(url: str) -> list[str]:
+    """Rows per table (and on PostgreSQL dead tuples, size, last autovacuum/autoanalyze)."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                rows = conn.execute(
+                    text(
+                        "SELECT relname, n_live_tup, n_dead_tup, "
+                        "pg_total_relation_size(relid) / 1048576.0, "
+                        "last_autovacuum IS NOT NULL, autovacuum_count, autoanalyze_count "
+                        "FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC"
+                    )
+                ).all()
+                return [
+                    "| table | live rows | dead rows | MB | autovacuums | autoanalyzes |",
+                    "| --- | ---: | ---: | ---: | ---: | ---: |",
+                    *(
+                        f"| {r[0]} | {r[1]:,} | {r[2]:,} | {r[3]:.1f} | {r[5]} | {r[6]} |"
+                        for r in rows
+                    ),
+                ]
+            tables = inspect(conn).get_table_names()
+            counts = [
+                (t, conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one()) for t in tables
+            ]
+            return [
+                "| table | rows |",
+                "| --- | ---: |",
+                *(f"| {t} | {n:,} |" for t, n in sorted(counts, key=lambda c: -c[1])),
+            ]
+    finally:
+        engine.dispose()
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ def _safe_parser() -> etree.XMLParser:
 
 
 def parse_json_resource(raw: bytes) -> Any:
-    data = jsonio.loads(raw)
+    data = jsonio.loads_unique(raw)
     if _MAYBE_EMPTY.search(raw):
         _check_no_empties(
             data, str(data.get("resourceType", "$")) if isinstance(data, dict) else "$"

@@ -5,7 +5,6 @@
 - qty-3: a Quantity with a unit code names its system; with the UCUM system the code is UCUM;
 - con-3 / con-5: Condition.clinicalStatus present for a problem-list item unless entered in
   error, absent when entered in error;
-- strings without control characters (datatypes.html#string);
 - required bindings on CodeableConcepts, all 14 of R4B (data/required_concepts.json, from the
   official package; the three whose codes it does not hold are not checked): a coding from
   the bound code system, every code from it in the value set.
@@ -17,7 +16,6 @@ Reference element's allowed types. Each problem is an Issue naming the element.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -167,16 +165,7 @@ def _elements(node: Any, path: tuple[str, ...], where: str) -> Iterator[tuple[st
         yield from _elements(value, path[1:], f"{where}.{path[0]}")
 
 
-# datatypes.html#string: no code points below 32 but tab, line feed and carriage return (and
-# PostgreSQL cannot store U+0000 in text at all)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
 def _walk(node: Any, path: str) -> Iterator[Issue]:
-    if isinstance(node, str):
-        if _CONTROL.search(node):
-            yield _control(path)
-        return
     if isinstance(node, list):
         for index, item in enumerate(node):
             yield from _walk(item, f"{path}[{index}]")
@@ -190,10 +179,7 @@ def _walk(node: Any, path: str) -> Iterator[Issue]:
                 yield from _range(value, child)
             if _is_quantity(value):
                 yield from _quantity(value, child)
-        if isinstance(value, str):
-            if _CONTROL.search(value):
-                yield _control(child)
-        elif isinstance(value, dict | list) and key != "contained":
+        if isinstance(value, dict | list) and key != "contained":
             yield from _walk(value, child)
         elif key == "contained" and isinstance(value, list):
             for index, item in enumerate(value):
@@ -204,15 +190,6 @@ def _walk(node: Any, path: str) -> Iterator[Issue]:
                             for e in issue.expression
                         )
                         yield Issue(issue.code, issue.diagnostics, issue.severity, rooted)
-
-
-def _control(path: str) -> Issue:
-    return _issue(
-        path,
-        "strings may not hold control characters (below U+0020) other than tab, line feed "
-        "and carriage return",
-        "invalid",
-    )
 
 
 def _is_quantity(value: dict[str, Any]) -> bool:

@@ -26,13 +26,15 @@ _MAX_EXACT_INT = 2**63 - 1
 
 
 def _float_would_change(raw: bytes) -> bool:
+    """Whether some number would not come back as written through orjson: one a double does
+    not hold exactly (1.50, 0.1000000000000000055511), one orjson writes otherwise (1e-05 as
+    0.00001), -0, or an integer beyond 64 bits."""
     for match in _NUMBER.finditer(raw):
         token = match.group(1)
         if b"." in token or b"e" in token or b"E" in token:
-            text = token.decode()
-            if repr(float(text)) != text:
+            if orjson.dumps(float(token)) != token:
                 return True
-        elif len(token) > 18 and abs(int(token)) > _MAX_EXACT_INT:
+        elif token.startswith(b"-0") or (len(token) > 18 and abs(int(token)) > _MAX_EXACT_INT):
             return True
     return False
 
@@ -52,6 +54,15 @@ class _Number(Decimal):
 
 
 _FLOAT_MAX = Decimal("1.7976931348623157e308")
+
+
+def _integer(text: str) -> int | _Number:
+    """An integer orjson would write back the same, else a _Number keeping its text (-0, or
+    beyond 64 bits, which orjson cannot write as an int)."""
+    value = int(text)
+    if abs(value) <= _MAX_EXACT_INT and not (value == 0 and text.startswith("-")):
+        return value
+    return _Number(text)
 
 
 def _reject_constant(name: str) -> Any:
@@ -92,13 +103,56 @@ def loads(raw: bytes | str) -> Any:
     """Parse JSON; raise StructureError (400) naming the position when it is not JSON."""
     data = raw.encode() if isinstance(raw, str) else raw
     try:
+        parsed = orjson.loads(data)  # also refuses what json.loads forgives: lone surrogates
         if not _float_would_change(data):
-            return orjson.loads(data)
-        return json.loads(data, parse_float=_Number, parse_constant=_reject_constant)
+            return parsed
+        return json.loads(
+            data, parse_float=_Number, parse_int=_integer, parse_constant=_reject_constant
+        )
     except orjson.JSONDecodeError as exc:
         raise StructureError(f"The body is not valid JSON: {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise StructureError(f"The body is not valid JSON: {exc}") from None
+
+
+# Every string token, with the colon that makes it a key: scanned from the start, each match
+# begins at an opening quote, so strings that contain quotes or colons are never miscounted.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?')
+_SPACED_KEY = re.compile(rb'"\s+:')
+
+
+def _key_count(raw: bytes) -> int:
+    """The number of object keys in JSON text. Without a backslash no string holds a quote, so
+    (with no space before a colon) every `":` ends a key: a count in C, 10x the regex's speed."""
+    if b"\\" not in raw and _SPACED_KEY.search(raw) is None:
+        return raw.count(b'":')
+    tokens = _STRING.findall(raw)
+    return len(tokens) - tokens.count(b"")
+
+
+def loads_unique(raw: bytes) -> Any:
+    """`loads`, refusing an object that has a key twice (JSON parsers keep the last silently;
+    FHIR JSON has each property once). Told by counting the keys of the text and of the parsed
+    value written back: two regex scans, no Python walk."""
+    data = loads(raw)
+    if _key_count(raw) != _key_count(dumps(data)):
+        raise StructureError(f"The body is not valid FHIR JSON: {_first_duplicate(raw)}")
+    return data
+
+
+def _first_duplicate(raw: bytes) -> str:
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not found:
+                found.append(key)
+            seen.add(key)
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+    return f"the key '{found[0][:80]}' appears twice in one object" if found else "duplicate keys"
 
 
 def _default(value: Any) -> Any:

@@ -98,7 +98,7 @@ def prepare(job: Job) -> Unit:
     raw = path.read_bytes()
     unit = Unit(job.path, len(raw))
     try:
-        data = jsonio.loads(raw)
+        data = (jsonio.loads_unique if job.validate else jsonio.loads)(raw)
     except Exception as exc:  # any parse failure is reported, never fatal to the load
         unit.failures.append(Failure(job.path, f"not JSON: {exc}"))
         return unit
@@ -141,7 +141,7 @@ def _prepare_lines(job: Job) -> Unit:
             continue
         where = f"{job.path}:{job.first_line + offset}"
         try:
-            resource = jsonio.loads(line)
+            resource = (jsonio.loads_unique if job.validate else jsonio.loads)(line)
         except Exception as exc:  # reported per line
             unit.failures.append(Failure(where, f"not JSON: {exc}"))
             continue

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from app.fhir.catalog_gen import CATALOG_PATH
 from app.fhir.errors import InvalidResourceError, Issue, StructureError, UnknownTypeError
 from app.fhir.invariants import invariant_issues
+from app.fhir.json_rules import json_issues
 
 _CATALOG: dict[str, Any] = json.loads(CATALOG_PATH.read_text())
 FHIR_VERSION: str = _CATALOG["fhirVersion"]
@@ -55,8 +56,12 @@ def _expression(resource_type: str, loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def validate(data: Any, resource_type: str | None = None) -> Any:
+def validate(
+    data: Any, resource_type: str | None = None, *, conditional_references: bool = False
+) -> Any:
     """Check that `data` (parsed JSON) is a valid R4B resource, of `resource_type` when given.
+    `conditional_references`: it is a Bundle entry, whose `Type?query` references the Bundle
+    resolves before storing.
 
     Returns the model instance. Raises StructureError (400) when it is not a resource of the
     expected type at all, InvalidResourceError (422) naming each offending element otherwise.
@@ -83,7 +88,9 @@ def validate(data: Any, resource_type: str | None = None) -> Any:
         raise validation_error(declared, exc) from None
     except (ValueError, TypeError) as exc:  # fhir_core raises these from some validators
         raise InvalidResourceError(f"{declared}: {exc}", (declared,)) from None
-    issues = list(_required_code_issues(instance, declared)) + invariant_issues(data)
+    issues = json_issues(data, model_class, conditional_references=conditional_references)
+    issues += _required_code_issues(instance, declared)
+    issues += invariant_issues(data)
     if issues:
         raise _invalid(issues)
     return instance

@@ -176,7 +176,7 @@ class BundleProcessor:
                 raise _in_entry(exc, entry.index) from None
             if entry.resource is not None and entry.method in ("POST", "PUT"):
                 try:
-                    validate(entry.resource, entry.resource_type)
+                    validate(entry.resource, entry.resource_type, conditional_references=True)
                 except FhirError as exc:
                     raise _in_entry(exc, entry.index) from None
         fresh = {entry.index: new_id() for entry in entries if entry.method in ("POST", "PUT")}
@@ -341,7 +341,7 @@ class BundleProcessor:
             if entry.method in ("GET", "HEAD"):
                 return reader(entry)
             if entry.resource is not None and entry.method in ("POST", "PUT"):
-                validate(entry.resource, entry.resource_type)
+                validate(entry.resource, entry.resource_type, conditional_references=True)
             fresh = new_id()
 
             def work(tx: WriteTx) -> Outcome:

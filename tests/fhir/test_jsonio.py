@@ -23,6 +23,11 @@ from app.fhir.errors import StructureError
         "1.0",
         "7",
         "-12",
+        "1e-05",
+        "2.5e-06",
+        "-0",
+        "123456789012345678901234567890",
+        "-9223372036854775809",
     ],
 )
 def test_numbers_are_written_back_as_they_were_read(text: str) -> None:
@@ -61,3 +66,36 @@ def test_fragments_are_spliced_unparsed() -> None:
     assert jsonio.dumps({"entry": [{"resource": jsonio.Fragment(stored)}]}) == (
         b'{"entry":[{"resource":' + stored + b"}]}"
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1,"a":2}',
+        b'{"a" : 1, "a" :2}',
+        b'{"b":{"a":1,"a":1}}',
+        b'{"s":"x\\":y","s":1}',
+        b'{"s":"\\\\","b":[{"a":1,"a":2}]}',
+        b'{"n":1.50,"n":2}',
+    ],
+)
+def test_duplicate_keys_are_refused_naming_the_key(raw: bytes) -> None:
+    with pytest.raises(StructureError, match="appears twice"):
+        jsonio.loads_unique(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}',
+        b'{"s":"\\":\\"","t":"a\\":"}',
+        b'{"s":"\\\\","a" : {"s":1}}',
+    ],
+)
+def test_the_same_key_in_different_objects_is_fine(raw: bytes) -> None:
+    assert jsonio.loads_unique(raw) == jsonio.loads(raw)
+
+
+def test_a_lone_surrogate_is_refused_on_the_exact_path_too() -> None:
+    with pytest.raises(StructureError):
+        jsonio.loads(b'{"n":1.50,"s":"\\ud800"}')

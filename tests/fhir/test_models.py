@@ -125,3 +125,70 @@ def test_the_pruned_walk_finds_every_issue_the_full_walk_finds_in_the_case() -> 
 @pytest.mark.skipif(not fixture_resources(), reason=f"shared fixtures absent ({FIXTURES})")
 def test_the_pruned_walk_finds_every_issue_the_full_walk_finds_in_the_fixtures() -> None:
     assert _walks_agree(list(fixture_resources())) > 1000
+
+
+# app/fhir/json_rules.py: what pydantic's lax mode would forgive, refused naming the element
+_ORGANIZATION = {"resourceType": "Organization", "id": "o", "name": "Clinic"}
+_ORG_REF = "Patient.managingOrganization.reference"
+
+
+@pytest.mark.parametrize(
+    ("resource", "expression", "message"),
+    [
+        ({"active": "true"}, "Patient.active", "must be a boolean"),
+        ({"active": 1}, "Patient.active", "must be a boolean"),
+        ({"multipleBirthInteger": True}, "Patient.multipleBirthInteger", "must be an integer"),
+        ({"multipleBirthInteger": "3"}, "Patient.multipleBirthInteger", "must be an integer"),
+        ({"birthDate": 0}, "Patient.birthDate", "must be a string"),
+        ({"identifier": [{"system": ""}]}, "Patient.identifier[0].system", "empty strings"),
+        ({"name": [{"family": "a\ufffe"}]}, "Patient.name[0].family", "U+FFFE"),
+        ({"name": [{"family": "a\x07"}]}, "Patient.name[0].family", "control characters"),
+        ({"name": [{"family": "x" * (2**20 + 1)}]}, "Patient.name[0].family", "SHALL NOT"),
+        ({"name": [{"given": ["a", None]}]}, "Patient.name[0].given[1]", "null is allowed"),
+        ({"name": [{"given": ["a"], "_given": [None, {"id": "x"}]}]}, "Patient.name[0].given",
+         "line up"),
+        ({"name": [{"_given": [None]}]}, "Patient.name[0]._given[0]", "null is allowed"),
+        ({"managingOrganization": {"reference": "Organization/"}}, _ORG_REF, "not a valid id"),
+        ({"managingOrganization": {"reference": "Organization/a b"}}, _ORG_REF, "not a valid id"),
+        ({"managingOrganization": {"reference": " "}}, _ORG_REF, "not a reference"),
+        ({"managingOrganization": {"reference": "#o"}}, _ORG_REF, "ref-1"),
+        ({"generalPractitioner": [{"reference": "Practitioner/1/_history/"}]},
+         "Patient.generalPractitioner[0].reference", "version"),
+    ],
+)  # fmt: skip
+def test_json_forms_the_model_forgives_are_refused(
+    resource: dict[str, object], expression: str, message: str
+) -> None:
+    with pytest.raises(InvalidResourceError) as caught:
+        validate({"resourceType": "Patient", **resource})
+    issues = caught.value.issues
+    assert any(
+        issue.expression == (expression,) and message in issue.diagnostics for issue in issues
+    ), [(i.expression, i.diagnostics) for i in issues]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"name": [{"given": ["Ann", None], "_given": [None, {"id": "g2"}]}]},
+        {"_birthDate": {"extension": [{"url": "http://x", "valueBoolean": True}]}},
+        {"managingOrganization": {"reference": "#o"}, "contained": [_ORGANIZATION]},
+        {"managingOrganization": {"reference": "http://example.org/fhir/Organization/1"}},
+        {"managingOrganization": {"reference": "urn:uuid:0b9f4f4e-0a37-4d0b-9a1a-4f3c8f6b2d11"}},
+        {"generalPractitioner": [{"reference": "Practitioner/p-1.2/_history/3"}]},
+        {"multipleBirthInteger": -(2**31)},
+        {"extension": [{"url": "http://x", "valueDecimal": 1e300}]},
+    ],
+)
+def test_json_forms_fhir_allows_pass(resource: dict[str, object]) -> None:
+    validate({"resourceType": "Patient", **resource})
+
+
+def test_conditional_references_only_in_bundles() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "managingOrganization": {"reference": "Organization?identifier=http://x|1"},
+    }
+    validate(patient, conditional_references=True)  # a transaction or batch entry
+    with pytest.raises(InvalidResourceError, match="only in transaction and batch Bundles"):
+        validate(patient)

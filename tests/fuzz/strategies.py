@@ -29,13 +29,11 @@ instead: pass `--hypothesis-seed=N` to fix or repeat a run, and a failure prints
 `@reproduce_failure` blob (print_blob) to paste above the test. `--hypothesis-show-statistics`
 shows what the tests saw (the status answered per resource type, mutation or method).
 
-Known server bugs are pinned by strict xfail tests in the test modules (`test_known_bug_*`,
-each with its reproduction). Valid inputs that fail are kept out of the generators, and so are
-invalid ones the server answers with a 500 (see the KNOWN BUG notes below): a generator that
-kept hitting them would only rediscover them, and would hide new failures behind them. Invalid
-inputs the server stores today are still drawn, tagged `Mutation.known_bug`, and the mutation
-test then accepts a 2xx for them (but never a 5xx). When a bug is fixed its xfail test passes,
-strict mode turns that into a failure, and the fix removes the mark and the filter or tag here.
+A server bug found here is pinned by a strict xfail test (`test_known_bug_*`) naming its
+reproduction, and its input kept out of the generators until the fix (a generator that kept
+hitting it would only rediscover it, and would hide new failures behind it); once fixed,
+strict mode fails that test until the mark and the filter go. The bugs found so far are fixed
+and kept as regression tests in the test modules.
 """
 
 from __future__ import annotations
@@ -50,7 +48,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -159,74 +156,9 @@ def without_server_fields(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in ("id", "meta")}
 
 
-# -- KNOWN BUGS: inputs the generators leave out (each pinned by a strict xfail test) ------------
-ORJSON_MIN_INT = -(2**63)
-ORJSON_MAX_INT = 2**64 - 1
-
-
-def is_integer_beyond_64_bits(text: str) -> bool:
-    """KNOWN BUG (500): a decimal written as an integer beyond 64 bits, e.g.
-    `"valueQuantity":{"value":123456789012345678901234567890}`, is read into a Python int that
-    orjson cannot write when the resource is stamped (jsonio.dumps: TypeError). Pinned by
-    test_resources_fuzz.test_known_bug_integer_beyond_64_bits_round_trips."""
-    if any(c in text for c in ".eE"):
-        return False
-    return not ORJSON_MIN_INT <= int(text) <= ORJSON_MAX_INT
-
-
-def _exact_path(text: str) -> bool:
-    """Whether jsonio reads a body holding this number with the standard library (the number
-    would change through orjson's float or 64-bit int) rather than orjson (the fast path)."""
-    if any(c in text for c in ".eE"):
-        return repr(float(text)) != text
-    return len(text) > 18 and abs(int(text)) > 2**63 - 1
-
-
-def is_reformatted_by_fast_path(text: str) -> bool:
-    """KNOWN BUG (text not kept): a body whose every number orjson reads and writes back
-    unchanged in value takes jsonio's fast path, but orjson does not write every such number
-    with the same text: `1e-05` comes back `0.00001`, `2.5e-06` as `2.5e-6`, `-0` as `0`.
-    The value and its precision are kept, the text is not (README: "Decimals keep their
-    text"). Pinned by test_resources_fuzz.test_known_bug_decimal_text_kept_on_fast_path."""
-    return not _exact_path(text) and orjson.dumps(orjson.loads(text)).decode() != text
-
-
-def takes_exact_path(document: Any) -> bool:
-    """KNOWN BUG (500): whether jsonio reads this document with the standard library (some
-    number would change through a float: 1.50, 0.1000000000000000055511151231257827), which
-    accepts lone surrogate escapes that orjson refuses. Most strings then fail validation
-    (422), but the narrative's div does not: POST /fhir/Patient with text.div
-    `<div xmlns="http://www.w3.org/1999/xhtml">a</div>\\ud800` and an extension's valueDecimal
-    1.50 is a 500 (orjson.dumps: surrogates not allowed); without the 1.50 it is a 400. Pinned
-    by test_resources_fuzz.test_known_bug_lone_surrogate_in_div_exact_path."""
-    if isinstance(document, Num):
-        return _exact_path(document.text)
-    if isinstance(document, dict):
-        return any(takes_exact_path(v) for v in document.values())
-    if isinstance(document, list):
-        return any(takes_exact_path(v) for v in document)
-    return False
-
-
-def plain_numbers(document: Any) -> Any:
-    """The document with every number 1 (valid wherever the generators put a number)."""
-    if isinstance(document, Num):
-        return Num("1")
-    if isinstance(document, dict):
-        return {k: plain_numbers(v) for k, v in document.items()}
-    if isinstance(document, list):
-        return [plain_numbers(v) for v in document]
-    return document
-
-
-def is_known_decimal_bug(text: str) -> bool:
-    return is_integer_beyond_64_bits(text) or is_reformatted_by_fast_path(text)
-
-
 # -- primitives ----------------------------------------------------------------------------------
-# datatypes.html#string: no code point below U+0020 but tab, LF and CR. U+FFFE and U+FFFF are
-# left out as a KNOWN BUG: the JSON API stores them, but XML 1.0 cannot hold them and a read
-# as XML is a 500 (pinned by test_resources_fuzz: test_known_bug_xml_invalid_characters).
+# datatypes.html#string: no code point below U+0020 but tab, LF and CR; nor U+FFFE and U+FFFF,
+# which XML 1.0 cannot hold (the server refuses them: every resource must render as XML).
 CONTROL = "".join(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r")
 XML_INVALID = "\ufffe\uffff"
 STRING_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters=CONTROL + XML_INVALID)
@@ -378,11 +310,9 @@ def _in_double_range(text: str) -> bool:
 
 
 # A FHIR decimal (regex -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?) within a double's range
-# (the server refuses larger ones, README "Decimals keep their text"), known bugs left out.
-decimal_text: st.SearchStrategy[str] = (
-    (st.sampled_from(SPECIAL_DECIMALS) | _decimal_text)
-    .filter(_in_double_range)
-    .filter(lambda t: not is_known_decimal_bug(t))
+# (the server refuses larger ones, README "Decimals keep their text").
+decimal_text: st.SearchStrategy[str] = (st.sampled_from(SPECIAL_DECIMALS) | _decimal_text).filter(
+    _in_double_range
 )
 decimal = decimal_text.map(Num)
 positive_decimal = decimal_text.filter(lambda t: Decimal(t) > 0).map(Num)
@@ -1190,82 +1120,42 @@ DATE_KEYS = frozenset(
 )
 INTEGER_KEYS = frozenset({"valueInteger", "multipleBirthInteger", "rank"})
 
-# KNOWN BUGS among the invalid inputs: the server answers 201 and stores them. The fuzz test
-# still sends them (for 5xx), the strict xfail tests of test_resources_fuzz pin each.
-BUG_LAX_TYPES = (
-    "wrong JSON type coerced by pydantic's lax mode and stored as sent "
-    "(test_known_bug_wrong_json_type_is_refused)"
-)
-BUG_INTEGER_TEXT = (
-    "integer written with a fraction or exponent (2.0, 1e2) stored as sent "
-    "(test_known_bug_wrong_json_type_is_refused)"
-)
-BUG_DUPLICATE_KEYS = "duplicate JSON keys: the last one wins (test_known_bug_duplicate_keys)"
-BUG_BROKEN_REFERENCE = "malformed literal reference stored (test_known_bug_broken_reference)"
-BUG_PRIMITIVE_NULLS = (
-    "null in a primitive array with no `_` partner, or `_given` longer or shorter than "
-    "`given`, stored (test_known_bug_primitive_array_nulls)"
-)
-BUG_EMPTY_STRING = (
-    'an empty uri ("system": "", "url": "") or narrative div ("div": "") stored '
-    "(test_known_bug_empty_string)"
-)
-BUG_HUGE_STRING = "string over 1 MB (1,048,576 characters) stored (test_known_bug_huge_string)"
-BUG_XML_CHARACTERS = "U+FFFE/U+FFFF stored; a read as XML is a 500 (test_known_bug_xml_char)"
 
-
-def wrong_types(path: Path, value: Any) -> list[tuple[Any, str | None]]:
-    """Values of another JSON type than the element at `path` holds, each with the known bug
-    that makes the server store it (None: it is refused today)."""
+def wrong_types(path: Path, value: Any) -> list[Any]:
+    """Values of another JSON type than the element at `path` holds (some of them pydantic's
+    lax mode would coerce: "true", 1, "12", 2.0 for an integer, a number for a date)."""
     key = path[-1] if path else None
     if isinstance(value, bool):
-        return [
-            (Num("7"), None),
-            ("maybe", None),
-            ([value], None),
-            ({"value": value}, None),
-            (Num("1"), BUG_LAX_TYPES),
-            (str(value).lower(), BUG_LAX_TYPES),
-        ]
+        return [Num("7"), "maybe", [value], {"value": value}, Num("1"), str(value).lower()]
     if isinstance(value, Num):
-        out: list[tuple[Any, str | None]] = [
-            ("seven", None),
-            ([value], None),
-            ({"value": value}, None),
-            (value.text, BUG_LAX_TYPES),
-        ]
+        out: list[Any] = ["seven", [value], {"value": value}, value.text, True]
         if key in INTEGER_KEYS:
-            return [*out, (True, BUG_LAX_TYPES), (Num(f"{value.text}.0"), BUG_INTEGER_TEXT)]
-        return [*out, (True, None)]
+            return [*out, Num(f"{value.text}.0")]
+        return out
     if isinstance(value, str):
-        out = [(True, None), ([value], None), ({"value": value}, None)]
-        if key in DATE_KEYS:
-            return [*out, (Num("1600000000"), BUG_LAX_TYPES)]
-        return [*out, (Num("1.5"), None)]
+        out = [True, [value], {"value": value}]
+        return [*out, Num("1600000000") if key in DATE_KEYS else Num("1.5")]
     if isinstance(value, dict):
-        return [("x", None), (Num("1"), None), ([value], None)]
+        return ["x", Num("1"), [value]]
     if isinstance(value, list):
-        return [("x", None), (Num("1"), None), (value[0], None)]
+        return ["x", Num("1"), value[0]]
     raise AssertionError(f"no wrong types for {value!r}")
 
 
 # -- invalid mutations ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Mutation:
-    """An invalid body made from a valid resource: what was done, and the known bug that makes
-    the server store it today (None: it must be refused)."""
+    """An invalid body made from a valid resource, and what was done to it."""
 
     kind: str
     detail: str
     body: bytes
     resource_type: str
-    known_bug: str | None = None
 
     def __repr__(self) -> str:
         shown = self.body[:400].decode("utf-8", "replace")
         more = f"... ({len(self.body)} bytes)" if len(self.body) > 400 else ""
-        bug = f"; known bug: {self.known_bug}" if self.known_bug else ""
-        return f"Mutation({self.kind}: {self.detail}{bug}; body={shown!r}{more})"
+        return f"Mutation({self.kind}: {self.detail}; body={shown!r}{more})"
 
 
 BAD_DATES = [
@@ -1294,11 +1184,12 @@ BAD_DATES = [
     "yesterday",
     "",
 ]
-# Literal references that are no reference: the first are refused; the server stores the
-# others today (BUG_BROKEN_REFERENCE): no id, no type, a space, an id FHIR forbids
-# (id: [A-Za-z0-9-.]{1,64}), a fragment naming no contained resource (ref-1).
-BROKEN_REFERENCES_REFUSED = ["", "\u0000", "Patient/1\u0007"]
-BROKEN_REFERENCES_STORED = [
+# Literal references that are no reference: empty, control characters, no id, no type, a space,
+# an id FHIR forbids (id: [A-Za-z0-9-.]{1,64}), a fragment naming no contained resource (ref-1).
+BROKEN_REFERENCES = [
+    "",
+    "\u0000",
+    "Patient/1\u0007",
     "Patient/",
     "//",
     "Patient/a b",
@@ -1380,13 +1271,13 @@ def mutation(draw: st.DrawFn, how: str) -> Mutation:
     kind = resource["resourceType"]
     every = [(p, v) for p, v in paths(resource) if v is not None]
 
-    def made(detail: str, document: Any, bug: str | None = None) -> Mutation:
-        return Mutation(how, detail, _body(document), kind, bug)
+    def made(detail: str, document: Any) -> Mutation:
+        return Mutation(how, detail, _body(document), kind)
 
     if how == "wrong-type":
         path, value = draw(st.sampled_from(every))
-        wrong, bug = draw(st.sampled_from(wrong_types(path, value)))
-        return made(f"{path} = {wrong!r}", replace(resource, path, wrong), bug)
+        wrong = draw(st.sampled_from(wrong_types(path, value)))
+        return made(f"{path} = {wrong!r}", replace(resource, path, wrong))
     if how == "bad-date":
         dates = [p for p in _leaves(resource, str) if p[-1] in DATE_KEYS]
         bad = draw(st.sampled_from(BAD_DATES))
@@ -1397,22 +1288,15 @@ def mutation(draw: st.DrawFn, how: str) -> Mutation:
         element: Any = {"start": bad} if kind == "Encounter" else bad
         return made(f"{path} = {element!r}", {**resource, path[0]: element})
     if how == "broken-reference":
-        bad, bug = draw(
-            st.sampled_from(
-                [(r, None) for r in BROKEN_REFERENCES_REFUSED]
-                + [(r, BUG_BROKEN_REFERENCE) for r in BROKEN_REFERENCES_STORED if len(r) < 64]
-            )
-        )  # an id over 64 characters is a 500 on PostgreSQL (see long_text): pinned, not drawn
+        bad = draw(st.sampled_from(BROKEN_REFERENCES))
         refs = [p for p in _leaves(resource, str) if p[-1] == "reference"]
         if refs:
             path = draw(st.sampled_from(refs))
-            return made(f"{path} = {bad!r}", replace(resource, path, bad), bug)
+            return made(f"{path} = {bad!r}", replace(resource, path, bad))
         element = "managingOrganization" if kind == "Patient" else "subject"
         if kind == "Encounter":
             element = "serviceProvider"
-        return made(
-            f"{element}.reference = {bad!r}", {**resource, element: {"reference": bad}}, bug
-        )
+        return made(f"{element}.reference = {bad!r}", {**resource, element: {"reference": bad}})
     if how == "deep-nesting":
         depth = draw(st.integers(40, 1500))
         opening = '{"url":"http://example.org/deep","extension":['
@@ -1427,14 +1311,11 @@ def mutation(draw: st.DrawFn, how: str) -> Mutation:
         in_place = draw(st.booleans())
         if places and in_place:
             path = draw(st.sampled_from(places))
-            return made(
-                f"{path} = {unit!r} * {len(huge)}", replace(resource, path, huge), BUG_HUGE_STRING
-            )
+            return made(f"{path} = {unit!r} * {len(huge)}", replace(resource, path, huge))
         extension = {"url": "http://example.org/huge", "valueString": huge}
         return made(
             f"extension.valueString = {unit!r} * {len(huge)}",
             {**resource, "extension": [extension]},
-            BUG_HUGE_STRING,
         )
     if how in ("xml-invalid-character", "lone-surrogate"):
         strings = _string_leaves(resource)
@@ -1443,15 +1324,12 @@ def mutation(draw: st.DrawFn, how: str) -> Mutation:
             resource = {**resource, "extension": [extension]}
             strings = _string_leaves(resource)
         path = draw(st.sampled_from(strings))
-        if how == "lone-surrogate" and path[-1] == "div" and takes_exact_path(resource):
-            resource = plain_numbers(resource)  # else a 500: KNOWN BUG, see takes_exact_path
         old = at(resource, path)
         if how == "xml-invalid-character":
             char = draw(st.sampled_from(XML_INVALID))
             return made(
                 f"{path} = {old!r} + U+{ord(char):04X}",
                 replace(resource, path, old + char),
-                BUG_XML_CHARACTERS,
             )
         escape = draw(st.sampled_from(LONE_SURROGATES))
         raw = Raw(json.dumps(old)[:-1] + escape + '"')
@@ -1471,22 +1349,18 @@ def mutation(draw: st.DrawFn, how: str) -> Mutation:
     if how == "empty":
         path, _ = draw(st.sampled_from([(p, v) for p, v in every if p != ("resourceType",)]))
         empty = draw(st.sampled_from(EMPTY_VALUES))
-        empty_stored = path[-1] in ("div", "system", "url") and empty == ""
-        bug = BUG_EMPTY_STRING if empty_stored else None
-        return made(f"{path} = {empty!r}", replace(resource, path, empty), bug)
+        return made(f"{path} = {empty!r}", replace(resource, path, empty))
     if how == "null-in-array":  # null only pads a primitive array that has a `_` partner
         arrays = [p for p, v in every if isinstance(v, list) and not str(p[-1]).startswith("_")]
         if not arrays:
             return made("identifier = [null]", {**resource, "identifier": [None]})
         path = draw(st.sampled_from(arrays))
         items = list(at(resource, path))
-        primitive = all(not isinstance(item, dict | list) for item in items)
         if f"_{path[-1]}" in at(resource, path[:-1]):
             items = [None] * len(items)  # `given` beside `_given`: no value nor extension
         else:
             items.insert(draw(st.integers(0, len(items))), None)
-        bug = BUG_PRIMITIVE_NULLS if primitive else None
-        return made(f"{path} = {items!r}", replace(resource, path, items), bug)
+        return made(f"{path} = {items!r}", replace(resource, path, items))
     if how == "duplicate-key":
         objects = [(), *(p for p, v in every if isinstance(v, dict) and v)]
         path = draw(st.sampled_from(objects))
@@ -1494,15 +1368,12 @@ def mutation(draw: st.DrawFn, how: str) -> Mutation:
         key = draw(st.sampled_from(sorted(target)))
         same = draw(st.booleans())
         second = (
-            target[key]
-            if same
-            else draw(st.sampled_from(wrong_types((*path, key), target[key])))[0]
+            target[key] if same else draw(st.sampled_from(wrong_types((*path, key), target[key])))
         )
         pairs = Pairs((*target.items(), (key, second)))
         return made(
             f"{(*path, key)} twice ({'same' if same else 'another'} value)",
             replace(resource, path, pairs),
-            BUG_DUPLICATE_KEYS,
         )
     if how == "unknown-element":
         objects = [(), *(p for p, v in every if isinstance(v, dict))]
