@@ -156,7 +156,18 @@ class ResourceService:
                     )
                 ]
             )
-        return request, self.store.search(request), outcome
+        page = self.store.search(request)
+        if page.includes_cut:
+            cut = Issue(
+                "incomplete",
+                f"_include/_revinclude stopped at {page.includes_cut} resources, this server's "
+                "limit per page: ask for smaller pages (_count) to get every included resource",
+                "warning",
+                ("_include",),
+            )
+            issues = [*(outcome or {}).get("issue", []), cut.as_json()]
+            outcome = {"resourceType": "OperationOutcome", "issue": issues}
+        return request, page, outcome
 
     def history(self, query: HistoryQuery) -> HistoryPage:
         if query.resource_type is not None:

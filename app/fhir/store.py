@@ -73,6 +73,7 @@ class SearchPage:
     includes: list[VersionRecord]
     total: int | None  # None: not counted (asked not to, or more than the counting cap)
     has_more: bool
+    includes_cut: int = 0  # > 0: includes stopped at this many (the cap); more would follow
 
 
 class WriteConflictError(Exception):

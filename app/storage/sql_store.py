@@ -696,7 +696,9 @@ class SqlStore:
 
 
 _COUNT_CAP = 10_000  # a total past this is not counted (answered without `total`)
-_MAX_INCLUDES = 1_000  # included resources per page, all _include/_revinclude steps together
+# Included resources per page, all _include/_revinclude steps together; one more is read to
+# tell that the page was cut (answered with a warning in the Bundle, search.html#errors).
+MAX_INCLUDES = 1_000
 _MAX_ITERATIONS = 4
 _PAGE_COLUMNS = (r.c.res_key, r.c.resource_type, r.c.resource_id, *_VERSION_COLUMNS)
 
@@ -747,7 +749,10 @@ def search_store(store: SqlStore, request: SearchRequest) -> SearchPage:
                 counted = conn.execute(select(func.count()).select_from(capped)).scalar_one()
                 total = counted if counted < _COUNT_CAP else None
         includes = _includes(conn, request, rows) if request.includes and rows else []
-    return SearchPage([_page_record(row) for row in rows], includes, total, has_more)
+    cut = MAX_INCLUDES if len(includes) > MAX_INCLUDES else 0
+    return SearchPage(
+        [_page_record(row) for row in rows], includes[:MAX_INCLUDES], total, has_more, cut
+    )
 
 
 def _page_by_keys(conn: Connection, request: SearchRequest, found: search_sql.Plan) -> list[Any]:
@@ -775,6 +780,7 @@ def _page_by_keys(conn: Connection, request: SearchRequest, found: search_sql.Pl
 
 
 def _includes(conn: Connection, request: SearchRequest, rows: list[Any]) -> list[VersionRecord]:
+    """Up to MAX_INCLUDES + 1 included resources (the extra one only tells there are more)."""
     seen = {(row[1], row[2]) for row in rows}
     keys = [row[0] for row in rows]
     refs = [(row[1], row[2]) for row in rows]
@@ -797,7 +803,7 @@ def _includes(conn: Connection, request: SearchRequest, rows: list[Any]) -> list
                 select(*_PAGE_COLUMNS)
                 .select_from(_CURRENT_JOIN)
                 .where(condition, r.c.deleted == false())
-                .limit(_MAX_INCLUDES)
+                .limit(MAX_INCLUDES + 1)
             )
             for row in conn.execute(statement):
                 if (row[1], row[2]) not in seen:
@@ -806,11 +812,11 @@ def _includes(conn: Connection, request: SearchRequest, rows: list[Any]) -> list
         if not new_rows:
             break
         found.extend(_page_record(row) for row in new_rows)
-        if len(found) >= _MAX_INCLUDES:
+        if len(found) > MAX_INCLUDES:
             break
         keys = [row[0] for row in new_rows]
         refs = [(row[1], row[2]) for row in new_rows]
-    return found[:_MAX_INCLUDES]
+    return found[: MAX_INCLUDES + 1]
 
 
 def _record(resource_type: str, resource_id: str, row: tuple[Any, ...]) -> VersionRecord:
