@@ -21,8 +21,9 @@ from app.search.registry import (
 )
 
 # Bump when a change to extraction or normalisation changes the rows of stored resources.
-_EXTRACTION_VERSION = 5  # 3: token rows carry the patient; 4: a concept's text once;
-# 5: resource-rooted composites read from their components' rows (aliases.PAIRED)
+_EXTRACTION_VERSION = 6  # 3: token rows carry the patient; 4: a concept's text once;
+# 5: resource-rooted composites read from their components' rows (aliases.PAIRED);
+# 6: a string's exact text whole (storage bounds values longer than their column: a hash)
 
 
 @cache
@@ -136,7 +137,7 @@ def index_rows(
         elif kind == "string":
             for value in values:
                 for text in iv.strings(value):
-                    rows.string.add((code, iv.fold(text)[:255], text[:1024]))
+                    rows.string.add((code, iv.fold(text)[:255], text))
         elif kind == "date":
             for value in values:
                 for low, high in iv.date_ranges(value):

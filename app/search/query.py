@@ -375,6 +375,12 @@ def parse_criterion(
     if chained:
         return _parse_chain(resource_type, definition, modifier_value, chained, name, raw_values)
     kind = definition.type
+    if kind not in TYPE_MODIFIERS:  # special (Location.near): not indexed, so no :missing either
+        raise BadRequestError(
+            f"Parameter '{name}': {kind} parameters are not supported",
+            (name,),
+            code="not-supported",
+        )
     if modifier_value == "missing":
         flags = [v for raw in raw_values for v in split_escaped(raw, ",")]
         if flags not in (["true"], ["false"]):

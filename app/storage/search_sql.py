@@ -26,7 +26,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from app.fhir.compartment import stored_params
 from app.search.aliases import stored_as
-from app.search.dates import EPOCH, to_us
+from app.search.dates import EPOCH, MAX_US, MIN_US, to_us
 from app.search.index_values import SEVERAL_PATIENTS, fold, patient_hash
 from app.search.indexer import patient_rows
 from app.search.query import (
@@ -41,6 +41,7 @@ from app.search.query import (
     TokenValue,
 )
 from app.search.registry import by_url, param
+from app.storage.derived import fit, prefix_fits
 from app.storage.tables import INDEX_TABLES
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
@@ -63,7 +64,46 @@ def _like_prefix(text: str) -> str:
 
 
 def _dt(us: float) -> datetime:
-    return EPOCH + timedelta(microseconds=int(us))
+    """Epoch microseconds as a datetime, within years 1-9999 (a float's rounding, or ap's
+    widening, may step past 9999-12-31T23:59:59.999999, which datetime cannot hold)."""
+    return EPOCH + timedelta(microseconds=min(max(int(us), MIN_US), MAX_US))
+
+
+def _ap_range(v: RangeValue) -> tuple[int, int]:
+    """ap on a date (search.html#prefix: "the server decides", recommended 10% of the gap
+    between now and the value): the search range widened on both sides by a tenth of its
+    start's distance from now, at least a day, within the dates FHIR can write. Ordinary date
+    parameters and _lastUpdated both use it."""
+    now_us = to_us(datetime.now(UTC))
+    low, high = int(v.low), int(v.high)
+    margin = max(abs(now_us - low) // 10, 86_400_000_000)
+    return max(low - margin, MIN_US), min(high + margin, MAX_US)
+
+
+def _width(t: Any, name: str) -> int:
+    """The width of a varchar index column (app/storage/tables.py); `t` is a table, an
+    alias or a _Hidden view of one."""
+    table = t.table if isinstance(t, _Hidden) else t
+    kind = table.c[name].type
+    assert isinstance(kind, String), name
+    assert kind.length is not None, name
+    return kind.length
+
+
+def _fit(t: Any, name: str, value: str) -> str:
+    """A search value as the column stores it (app/storage/derived.py: values longer than
+    their column are stored bounded; a value that fits is itself, so ordinary searches are
+    unchanged)."""
+    return fit(value, _width(t, name))
+
+
+def _starts_with(t: Any, name: str, prefix: str) -> ColumnElement[bool]:
+    """column LIKE 'prefix%'; a prefix longer than a bounded value's head also matches the
+    value equal to it (a longer stored value that starts with it cannot be told)."""
+    like = t.c[name].like(_like_prefix(prefix), escape="\\")
+    if prefix_fits(prefix, _width(t, name)):
+        return like
+    return or_(like, t.c[name] == _fit(t, name, prefix))
 
 
 # -- value conditions ----------------------------------------------------------------------------
@@ -114,10 +154,11 @@ def _range(
         return lo > high
     if prefix == "eb":
         return hi < low
-    # ap: overlap with the search range widened by 10% of its distance from now
-    now_us = to_us(datetime.now(UTC))
-    margin = max(abs(now_us - v.low) * 0.1, 86_400_000_000)
-    return and_(lo <= high + margin, hi >= low - margin)
+    # ap: overlap with the search range widened by 10% of its distance from now (_ap_range)
+    ap_low, ap_high = _ap_range(v)
+    if isinstance(low, datetime):  # _lastUpdated: a datetime column
+        return and_(lo <= _dt(ap_high), hi >= _dt(ap_low))
+    return and_(lo <= ap_high, hi >= ap_low)
 
 
 def _token(
@@ -125,11 +166,11 @@ def _token(
 ) -> ColumnElement[bool]:
     conds = []
     if value.code is not None:
-        conds.append(t.c[code_col] == value.code)
+        conds.append(t.c[code_col] == _fit(t, code_col, value.code))
     if value.no_system:
         conds.append(t.c[system_col].is_(None))
     elif value.system is not None:
-        conds.append(t.c[system_col] == value.system)
+        conds.append(t.c[system_col] == _fit(t, system_col, value.system))
     return and_(*conds) if conds else true()
 
 
@@ -147,15 +188,16 @@ def _quantity(
         for name in ("value", "system", "code", "canon_value", "canon_code")
     }
     if value.canonical:
+        assert value.code is not None
         return and_(
-            cols["canon_code"] == value.code,
+            cols["canon_code"] == _fit(t, prefix + "canon_code", value.code),
             _range(value.prefix, value.low, value.high, value, cols["canon_value"]),
         )
     conds = [_range(value.prefix, value.low, value.high, value, cols["value"])]
     if value.code is not None:
-        conds.append(cols["code"] == value.code)
+        conds.append(cols["code"] == _fit(t, prefix + "code", value.code))
     if value.system is not None:
-        conds.append(cols["system"] == value.system)
+        conds.append(cols["system"] == _fit(t, prefix + "system", value.system))
     return and_(*conds)
 
 
@@ -166,13 +208,13 @@ def _reference(
     types: the type leads the index that answers references (app/storage/tables.py)."""
     local = None
     if value.target_id is not None:
-        local = t.c.target_id == value.target_id
+        local = t.c.target_id == _fit(t, "target_id", value.target_id)
         if value.target_type is not None:
-            local = and_(local, t.c.target_type == value.target_type)
+            local = and_(local, t.c.target_type == _fit(t, "target_type", value.target_type))
         elif targets:
             local = and_(local, t.c.target_type.in_(targets))
     if value.url is not None:
-        by_url_cond = t.c.url == value.url
+        by_url_cond = t.c.url == _fit(t, "url", value.url)
         return or_(by_url_cond, local) if local is not None else by_url_cond
     assert local is not None
     return local
@@ -256,11 +298,11 @@ def _value_condition(
         return and_(condition, bound) if bound is not None else condition
     if kind == "token":
         if modifier == "text":
-            return t.c.text.like(_like_prefix(value), escape="\\")
+            return _starts_with(t, "text", value)
         return _token(t, value)
     if kind == "string":
         if modifier == "exact":
-            return t.c.exact == value
+            return t.c.exact == _fit(t, "exact", value)
         if modifier == "contains":
             return t.c.norm.like("%" + _like_prefix(fold(value)), escape="\\")
         return t.c.norm.like(_like_prefix(fold(value)), escape="\\")
@@ -275,17 +317,23 @@ def _value_condition(
     if kind == "uri":
         if modifier == "below":
             # LIKE narrows by index; the substr makes it exact (SQLite's LIKE ignores case)
-            return and_(
+            below = and_(
                 t.c.value.like(_like_prefix(value), escape="\\"),
                 func.substr(t.c.value, 1, len(value)) == value,
             )
+            if prefix_fits(value, _width(t, "value")):
+                return below
+            return or_(below, t.c.value == _fit(t, "value", value))  # (_starts_with)
         if modifier == "above":
             # the stored uri is a prefix of the value (not a LIKE pattern: its _ and % are text)
-            return and_(
+            above = and_(
                 func.length(t.c.value) <= len(value),
                 func.substr(literal(value), 1, func.length(t.c.value)) == t.c.value,
             )
-        return t.c.value == value
+            fitted = _fit(t, "value", value)
+            # a bounded stored uri is found when it is the value itself
+            return above if fitted == value else or_(above, t.c.value == fitted)
+        return t.c.value == _fit(t, "value", value)
     if kind == "composite":
         return _composite(t, criterion, value)
     raise AssertionError(kind)
@@ -328,10 +376,10 @@ def matching_keys(
         else:
             match = or_(
                 *(
-                    _range(
+                    _range(  # a point [t, t] against the value's range, both ends inclusive
                         v.prefix,
                         _dt(v.low),
-                        _dt(v.high + 1),
+                        _dt(v.high),
                         v,
                         low_col=row.c.last_updated,
                         high_col=row.c.last_updated,
@@ -390,7 +438,7 @@ class _Hidden:
     probe by (res_key, param) uses the primary key, which carries the values."""
 
     def __init__(self, table: Table) -> None:
-        self._table = table
+        self.table = table
 
     @property
     def c(self) -> _Hidden:
@@ -400,7 +448,7 @@ class _Hidden:
         return self[name]
 
     def __getitem__(self, name: str) -> Any:
-        column = self._table.c[name]
+        column = self.table.c[name]
         return column.concat("") if isinstance(column.type, String) else column + 0
 
 

@@ -219,11 +219,9 @@ fhir_string: st.SearchStrategy[str] = st.one_of(
         max_size=4,
     ).map("".join),
 ).filter(_not_blank)
-# Long text only where nothing token-indexed reads it: KNOWN BUG, on PostgreSQL a token, uri or
-# reference value longer than its index column (255 or 1,024 characters: a Coding's code, system
-# or display, a CodeableConcept's text, an Identifier's value, a Quantity's unit, meta.tag,
-# meta.profile, an absolute reference) is a 500 (StringDataRightTruncation); pinned by
-# test_resources_fuzz.test_known_bug_long_indexed_values_on_postgresql.
+# Long text, longer than the index columns (255 and 1,024 characters: the server stores such
+# values bounded, head + hash, app/storage/derived.py); free text and the token-indexed
+# strings (a Coding's display, a CodeableConcept's text, an Identifier's value) draw it.
 long_text = st.text(STRING_CHARS, min_size=256, max_size=3000).filter(_not_blank)
 free_text: st.SearchStrategy[str] = st.one_of(fhir_string, fhir_string, fhir_string, long_text)
 fhir_id = st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True)
@@ -450,11 +448,11 @@ coding = _obj(
         "system": fhir_uri,
         "version": fhir_string,
         "code": fhir_code,
-        "display": fhir_string,
+        "display": free_text,
         "userSelected": fhir_boolean,
     },
 )
-codeable_concept = _obj({}, {"coding": _some(coding), "text": fhir_string})
+codeable_concept = _obj({}, {"coding": _some(coding), "text": free_text})
 
 
 def concept_from(system: str, codes: list[str]) -> st.SearchStrategy[dict[str, Any]]:
@@ -475,7 +473,7 @@ identifier = _obj(
     {
         "use": st.sampled_from(["usual", "official", "temp", "secondary", "old"]),
         "system": fhir_uri,
-        "value": fhir_string,
+        "value": free_text,
     },
 )
 
@@ -1237,22 +1235,6 @@ def _leaves(document: dict[str, Any], kind: type | tuple[type, ...]) -> list[Pat
     return [p for p, v in paths(document) if isinstance(v, kind) and p != ("resourceType",)]
 
 
-FREE_TEXT_KEYS = frozenset(
-    {"family", "city", "valueString", "onsetString", "abatementString", "authorString", "div"}
-)
-
-
-def _is_free_text(path: Path) -> bool:
-    """Strings the generators fill from free_text (no token index reads them)."""
-    if path[-1] in FREE_TEXT_KEYS:
-        return True
-    if len(path) >= 2 and path[-2] in ("given", "line", "prefix"):
-        return True
-    if path[-2:] == ("dosage", "text"):
-        return True
-    return len(path) >= 3 and path[-1] == "text" and path[-3] == "note"
-
-
 def _string_leaves(document: dict[str, Any]) -> list[Path]:
     """Paths of strings that are not the type, nor the fragment reference to a contained
     resource (changing it breaks the reference, which is not the mutation meant)."""
@@ -1304,10 +1286,9 @@ def mutation(draw: st.DrawFn, how: str) -> Mutation:
         nested = Raw(f"[{opening * depth}{bottom}{']}' * depth}]")
         return made(f"extension in extension, {depth} levels", {**resource, "extension": nested})
     if how == "huge-string":
-        # into text no token index reads (see long_text): elsewhere PostgreSQL answers 500
         unit = draw(st.sampled_from(["x", "é", "😀", "\u0301"]))
         huge = unit * (MAX_STRING + draw(st.integers(1, 4096)))
-        places = [p for p in _leaves(resource, str) if _is_free_text(p)]
+        places = [p for p in _leaves(resource, str) if p[-1] not in ("reference", "resourceType")]
         in_place = draw(st.booleans())
         if places and in_place:
             path = draw(st.sampled_from(places))
@@ -1469,17 +1450,13 @@ TYPE_MODIFIERS = {
     "quantity": ["missing"],
     "uri": ["above", "below", "missing"],
     "composite": ["missing"],
-    # KNOWN BUG (500): `:missing` on the one special parameter, Location.near (also chained,
-    # in _has, or across types): GET /fhir/Location?near:missing=true -> KeyError 'special' in
-    # search_sql._stored_keys (near itself is a 400 not-supported). Not drawn; pinned by
-    # test_search_fuzz.test_known_bug_missing_on_special_parameter.
-    "special": ["above", "exact"],
+    "special": ["above", "exact", "missing"],  # near takes none: each is a 400 not-supported
 }
 
 
 def modifier_for(kind: str) -> st.SearchStrategy[str]:
     """None (half the time), one the type takes, or any other (a 400)."""
-    others = [m for m in MODIFIERS if kind != "special" or not m.startswith("missing")]
+    others = list(MODIFIERS)
     return st.one_of(
         st.just(""),
         st.just(""),
@@ -1553,21 +1530,11 @@ def _composite_value(definition: SearchParamDef) -> st.SearchStrategy[str]:
     return st.tuples(*parts).map("$".join) if parts else search_text
 
 
-def _is_ap_last_updated(name: str, value: str) -> bool:
-    """KNOWN BUG (500): `_lastUpdated` with the `ap` prefix, e.g. GET
-    /fhir/Observation?_lastUpdated=ap2016 (also across types and in _has) -> TypeError in
-    search_sql (a datetime bound plus a float margin). Not drawn; pinned by
-    test_search_fuzz.test_known_bug_last_updated_ap."""
-    return name.split(":")[-1].startswith("_lastUpdated") and any(
-        v.startswith("ap") for v in value.split(",")
-    )
-
-
 def parameter_value(definition: SearchParamDef) -> st.SearchStrategy[str]:
     if definition.type == "composite":
         return _composite_value(definition)
     if definition.code == "_lastUpdated":
-        return value_for("date").filter(lambda v: not _is_ap_last_updated("_lastUpdated", v))
+        return value_for("date")
     return value_for(definition.type)
 
 
@@ -1601,7 +1568,7 @@ def criterion(draw: st.DrawFn, resource_type: str, depth: int = 0) -> tuple[str,
         return f"_has:{source}:{link}:{name}", value
     code = draw(st.sampled_from(codes))
     definition = params[code]
-    if shape == "missing" and definition.type != "special":  # (the KNOWN BUG above)
+    if shape == "missing":
         return f"{code}:missing", draw(missing_value)
     if shape == "modifier":
         modifier = draw(modifier_for(definition.type))
@@ -1692,7 +1659,7 @@ def _result_parameter(resource_type: str) -> st.SearchStrategy[tuple[str, str]]:
                 ]
             ),
             st.one_of(search_text, st.builds(str.__add__, prefix, date_like)),
-        ).filter(lambda pair: not _is_ap_last_updated(*pair)),
+        ),
     )
 
 

@@ -6,9 +6,8 @@ Budget: 12 valid resources of each of the five types, 6 bodies of each of the 14
 deterministic; see tests/fuzz/strategies.py for why, and for a longer campaign
 (FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest -q -n 2 tests/fuzz).
 
-Server bugs found here are pinned below by strict xfail tests (`test_known_bug_*`), each with
-its reproduction; the generators leave those inputs out of the properties, or (invalid bodies
-the server stores) tag them so that a 201 is accepted for them, never a 5xx.
+Server bugs found here are kept below as regression tests (each names what it was), and the
+generators draw their inputs again.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from sqlalchemy import Engine
 from tests.conftest import loaded_client
 from tests.fuzz import strategies
 from tests.fuzz.strategies import (
-    BROKEN_REFERENCES_STORED,
+    BROKEN_REFERENCES,
     MAX_STRING,
     MUTATIONS,
     RESOURCES,
@@ -35,7 +34,6 @@ from tests.fuzz.strategies import (
     dumps,
     fhir_id,
     fuzz_settings,
-    is_known_decimal_bug,
     loads_exact,
     without_server_fields,
 )
@@ -136,7 +134,7 @@ def _decimal_carriers(text: str) -> list[dict[str, Any]]:
     return [observation, administration]
 
 
-@pytest.mark.parametrize("text", [t for t in SPECIAL_DECIMALS if not is_known_decimal_bug(t)])
+@pytest.mark.parametrize("text", SPECIAL_DECIMALS)
 def test_decimal_text_round_trips(shared: httpx.Client, text: str) -> None:
     for resource in _decimal_carriers(text):
         body = dumps(resource).encode()
@@ -161,13 +159,11 @@ def test_invalid_resource_is_refused_and_stores_nothing(
     response = client.post(f"/fhir/{kind}", content=mutation.body, headers=JSON_HEADERS)
     assert response.status_code < 500, response.text[:2000]
     event(f"{mutation.resource_type}: {response.status_code}")  # --hypothesis-show-statistics
-    if mutation.known_bug is not None and response.status_code < 400:
-        return  # stored today: pinned by a test_known_bug_* below
     assert_refused(response)
     assert count(client, kind) == before, f"{mutation.kind} stored something"
 
 
-# -- known bugs (strict xfail: each passes once the server is fixed) -----------------------------
+# -- regressions: server bugs the fuzzing found (each a 500 or an invalid body stored) -----------
 def _observation_with(**members: Any) -> bytes:
     """A pain score with `members` (replacing its value[x] when they hold one)."""
     observation = pain_observation()
@@ -188,15 +184,8 @@ def _assert_refused_and_nothing_stored(
 BIG_INTEGERS = ["123456789012345678901234567890", "18446744073709551616", "-9223372036854775809"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="500: POST /fhir/Observation with valueQuantity.value 123456789012345678901234567890 "
-    "(an integer beyond 64 bits, a valid FHIR decimal) -> jsonio.loads parses it as a Python int "
-    "(parse_int is not _Number) and orjson.dumps raises TypeError when service.stamp writes the "
-    "resource: 'Integer exceeds 64-bit range'",
-)
 @pytest.mark.parametrize("text", BIG_INTEGERS)
-def test_known_bug_integer_beyond_64_bits_round_trips(client: httpx.Client, text: str) -> None:
+def test_integer_beyond_64_bits_round_trips(client: httpx.Client, text: str) -> None:
     resource = _decimal_carriers(text)[0]
     response = client.post(
         "/fhir/Observation", content=dumps(resource).encode(), headers=JSON_HEADERS
@@ -204,14 +193,7 @@ def test_known_bug_integer_beyond_64_bits_round_trips(client: httpx.Client, text
     assert_round_trip(client, resource, response)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="500: POST /fhir/Observation with valueQuantity.value 1 followed by 400 zeros "
-    "(beyond a double's range, which the server means to refuse with 400, as it does 1e400) "
-    "-> the integer escapes _Number's range check, and indexing fails: OverflowError 'int too "
-    "large to convert to float' in index_values._number",
-)
-def test_known_bug_integer_beyond_double_range_is_refused(client: httpx.Client) -> None:
+def test_integer_beyond_double_range_is_refused(client: httpx.Client) -> None:
     resource = _decimal_carriers("1" + "0" * 400)[0]
     _assert_refused_and_nothing_stored(client, "Observation", dumps(resource).encode())
 
@@ -219,23 +201,16 @@ def test_known_bug_integer_beyond_double_range_is_refused(client: httpx.Client) 
 FAST_PATH_TEXTS = ["1e-05", "2.5e-06", "1.25e-09", "-0"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text not kept: POST /fhir/Observation with valueQuantity.value 1e-05 (every number "
-    "of the body is float-exact, so jsonio takes orjson's fast path) is stored and read back "
-    "as 0.00001 (2.5e-06 as 2.5e-6, -0 as 0): same value and precision, other text, against "
-    "README 'Decimals keep their text'",
-)
 @pytest.mark.parametrize("text", FAST_PATH_TEXTS)
-def test_known_bug_decimal_text_kept_on_fast_path(shared: httpx.Client, text: str) -> None:
+def test_decimal_text_kept_when_float_exact(shared: httpx.Client, text: str) -> None:
     resource = _observation_with(valueQuantity={"value": Num(text), "unit": "x"})
     response = shared.post("/fhir/Observation", content=resource, headers=JSON_HEADERS)
     assert response.status_code == 201, response.text
     assert loads_exact(response.content)["valueQuantity"]["value"] == Num(text)
 
 
-# Each is stored as sent (201), with the wrong JSON type: pydantic's lax mode accepts it while
-# validating, and the server keeps the body, not the model.
+# Each was stored as sent (201), with the wrong JSON type: pydantic's lax mode accepts it while
+# validating, and the server keeps the body, not the model (app/fhir/json_rules.py now refuses).
 WRONG_TYPES: list[tuple[str, dict[str, Any]]] = [
     ("Patient", {"resourceType": "Patient", "active": "true"}),
     ("Patient", {"resourceType": "Patient", "active": 1}),
@@ -258,31 +233,16 @@ WRONG_TYPES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stored with the wrong JSON type: e.g. POST /fhir/Patient "
-    '{"resourceType":"Patient","active":"true"} -> 201 and read back as "active":"true" '
-    '(also active 1, birthDate 0, multipleBirthInteger true/"3"/2.0, valueInteger "12"/1e2, '
-    'valueQuantity.value "1.5" which also skips qty-3/UCUM and rng-2 and is not indexed, '
-    "effectiveDateTime/issued 1600000000, valueTime 3600): fhir.resources validates in "
-    "pydantic's lax mode and the server stores the body as sent",
-)
 @pytest.mark.parametrize(("resource_type", "members"), WRONG_TYPES)
-def test_known_bug_wrong_json_type_is_refused(
+def test_wrong_json_type_is_refused(
     shared: httpx.Client, resource_type: str, members: dict[str, Any]
 ) -> None:
     body = dumps(members).encode() if resource_type == "Patient" else _observation_with(**members)
     _assert_refused_and_nothing_stored(shared, resource_type, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='duplicate keys stored: POST /fhir/Patient {"resourceType":"Patient",'
-    '"gender":"male","gender":"female"} -> 201, stored as "gender":"female" (the last wins, '
-    "silently); FHIR JSON objects have each property once",
-)
 @pytest.mark.parametrize("where", ["root", "nested"])
-def test_known_bug_duplicate_keys(shared: httpx.Client, where: str) -> None:
+def test_duplicate_keys_are_refused(shared: httpx.Client, where: str) -> None:
     if where == "root":
         body = Pairs((("resourceType", "Patient"), ("gender", "male"), ("gender", "female")))
         _assert_refused_and_nothing_stored(shared, "Patient", dumps(body).encode())
@@ -293,47 +253,48 @@ def test_known_bug_duplicate_keys(shared: httpx.Client, where: str) -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='malformed references stored: POST /fhir/Observation with subject {"reference": '
-    '"Patient/"} -> 201 (also "//", "Patient/a b", " ", "Patient//1", "Patient/a_b", an id of '
-    '65 characters, and "#nope" with nothing contained, against ref-1); the target type check '
-    "skips what it cannot parse",
-)
-@pytest.mark.parametrize("reference", BROKEN_REFERENCES_STORED)
-def test_known_bug_broken_reference(shared: httpx.Client, reference: str) -> None:
+@pytest.mark.parametrize("reference", BROKEN_REFERENCES)
+def test_malformed_reference_is_refused(shared: httpx.Client, reference: str) -> None:
     body = _observation_with(subject={"reference": reference})
     _assert_refused_and_nothing_stored(shared, "Observation", body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="string over the R4B limit stored: POST /fhir/Patient with name[0].family of "
-    "1,048,577 'x' -> 201 (datatypes.html: strings SHALL NOT exceed 1 MB; string.value "
-    "maxLength 1048576)",
-)
-def test_known_bug_huge_string(shared: httpx.Client) -> None:
+def test_string_over_1mb_is_refused(shared: httpx.Client) -> None:
     body = dumps({"resourceType": "Patient", "name": [{"family": "x" * (MAX_STRING + 1)}]})
     _assert_refused_and_nothing_stored(shared, "Patient", body.encode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='500: POST /fhir/Patient {"resourceType":"Patient","name":[{"family":"\\uffff"}]} '
-    "-> 201, then GET /fhir/Patient/<id>?_format=xml -> 500 (lxml: ValueError, U+FFFF and "
-    "U+FFFE are not XML characters); refuse them on write (4xx) or never fail the XML read",
-)
 @pytest.mark.parametrize("char", ["\\uffff", "\\ufffe"])
-def test_known_bug_xml_invalid_characters(client: httpx.Client, char: str) -> None:
+def test_xml_invalid_characters_are_refused(shared: httpx.Client, char: str) -> None:
+    """Stored, they made every read of the resource as XML a 500: XML 1.0 cannot hold them."""
     body = f'{{"resourceType":"Patient","name":[{{"family":"a{char}"}}]}}'.encode()
-    response = client.post("/fhir/Patient", content=body, headers=JSON_HEADERS)
-    if response.status_code >= 400:
-        assert_refused(response)
-        return
-    assert response.status_code == 201, response.text
-    location = response.headers["location"].split("/_history")[0]
-    assert client.get(location, params=XML).status_code < 500
-    assert client.get("/fhir/Patient", params=XML).status_code < 500
+    _assert_refused_and_nothing_stored(shared, "Patient", body)
+    response = shared.post("/fhir/Patient", content=body, headers=JSON_HEADERS)
+    assert response.json()["issue"][0]["expression"] == ["Patient.name[0].family"]
+
+
+PRIMITIVE_ARRAY_NULLS = [
+    {"given": ["a", None]},
+    {"given": ["a", None], "_given": [None]},
+    {"given": ["a"], "_given": [None, {"id": "x"}]},
+    {"given": [None], "_given": [None]},
+    {"_given": [None, {"id": "x"}]},
+]
+
+
+@pytest.mark.parametrize("name", PRIMITIVE_ARRAY_NULLS)
+def test_primitive_array_nulls_are_refused(shared: httpx.Client, name: dict[str, Any]) -> None:
+    body = dumps({"resourceType": "Patient", "name": [name]}).encode()
+    _assert_refused_and_nothing_stored(shared, "Patient", body)
+
+
+def test_primitive_array_null_opposite_an_extension_round_trips(shared: httpx.Client) -> None:
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"given": ["Ann", None], "_given": [None, {"id": "g2"}]}],
+    }
+    response = shared.post("/fhir/Patient", content=dumps(resource).encode(), headers=JSON_HEADERS)
+    assert_round_trip(shared, resource, response)
 
 
 EMPTY_STRINGS = [
@@ -343,32 +304,16 @@ EMPTY_STRINGS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='empty strings stored: POST /fhir/Patient {"resourceType":"Patient","extension":'
-    '[{"url":"","valueInteger":0}]} -> 201 (also identifier[0].system "" and text.div ""): '
-    "FHIR JSON has no empty strings (the uri regex \\S* lets them through; the div also "
-    "needs content, txt-1/txt-2)",
-)
 @pytest.mark.parametrize("body", EMPTY_STRINGS)
-def test_known_bug_empty_string(shared: httpx.Client, body: bytes) -> None:
+def test_empty_string_is_refused(shared: httpx.Client, body: bytes) -> None:
     _assert_refused_and_nothing_stored(shared, "Patient", body)
 
 
 DIV = '<div xmlns=\\"http://www.w3.org/1999/xhtml\\">a</div>'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="500: POST /fhir/Patient "
-    f'{{"resourceType":"Patient","text":{{"status":"generated","div":"{DIV}\\ud800"}},'
-    '"extension":[{"url":"http://x","valueDecimal":1.50}]} -> the 1.50 sends the body down '
-    "jsonio's exact path (json.loads), which accepts lone surrogate escapes (orjson refuses "
-    "them: 400 without the 1.50); other strings then fail validation (422) but the xhtml div "
-    "passes, and orjson.dumps fails in service.stamp: 'surrogates not allowed'",
-)
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udfff"])
-def test_known_bug_lone_surrogate_in_div_exact_path(client: httpx.Client, escape: str) -> None:
+def test_lone_surrogate_in_div_is_refused_on_exact_path(client: httpx.Client, escape: str) -> None:
     body = (
         f'{{"resourceType":"Patient","text":{{"status":"generated","div":"{DIV}{escape}"}},'
         '"extension":[{"url":"http://x","valueDecimal":1.50}]}'
@@ -397,25 +342,10 @@ LONG_INDEXED_VALUES: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize(
     ("what", "members"), LONG_INDEXED_VALUES, ids=[w for w, _ in LONG_INDEXED_VALUES]
 )
-def test_known_bug_long_indexed_values_on_postgresql(
-    client: httpx.Client,
-    request: pytest.FixtureRequest,
-    database_url: str,
-    what: str,
-    members: dict[str, Any],
+def test_values_longer_than_their_index_column_round_trip(
+    client: httpx.Client, what: str, members: dict[str, Any]
 ) -> None:
-    if database_url.startswith("postgresql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="500 on PostgreSQL: POST /fhir/Observation with code.coding[0].code of "
-                "256 characters (also a display, system, CodeableConcept.text, "
-                "Identifier.value, Quantity.unit, meta.tag code over 255, meta.profile or an "
-                "absolute reference over 1,024) -> the token/uri/reference index row does not "
-                "fit its varchar column: psycopg StringDataRightTruncation (SQLite ignores the "
-                "width; string rows are truncated, these are not)",
-            )
-        )
+    """Were a 500 on PostgreSQL (the index row did not fit its varchar column)."""
     resource = {**pain_observation(), **members}
     if "valueQuantity" in members:
         resource["valueQuantity"] = members["valueQuantity"]
