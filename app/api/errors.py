@@ -24,6 +24,7 @@ from app.fhir.errors import (
     operation_outcome,
 )
 from app.fhir.store import (
+    CommitOutcomeUnknownError,
     StorageFullError,
     StorageReadOnlyError,
     StorageUnavailableError,
@@ -73,6 +74,17 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable: %s", exc)
     error = ServiceUnavailableError(
         "The database is not available right now; try again shortly", headers={"Retry-After": "2"}
+    )
+    return await _fhir_error(request, error)
+
+
+async def _commit_outcome_unknown(request: Request, exc: Exception) -> Response:
+    log.error("database away during a COMMIT, outcome unknown: %s", exc)
+    error = ServiceUnavailableError(
+        "The database went away while this write was being committed and has not come back: "
+        "whether it was stored is unknown. Read the resource (or search for it) before "
+        "sending it again; a conditional create (If-None-Exist) is safe to repeat",
+        headers={"Retry-After": "10"},
     )
     return await _fhir_error(request, error)
 
@@ -129,6 +141,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StorageUnavailableError, _storage_unavailable)
+    app.add_exception_handler(CommitOutcomeUnknownError, _commit_outcome_unknown)
     app.add_exception_handler(StorageReadOnlyError, _storage_read_only)
     app.add_exception_handler(StorageFullError, _storage_full)
     app.add_exception_handler(WriteConflictError, _write_conflict)

@@ -84,6 +84,11 @@ class StorageUnavailableError(Exception):
     """The database cannot be reached or is not accepting writes right now."""
 
 
+class CommitOutcomeUnknownError(StorageUnavailableError):
+    """The database went away during a write's COMMIT and did not come back in time to tell
+    whether the write happened."""
+
+
 class StorageReadOnlyError(StorageUnavailableError):
     """The database refuses writes (a read-only file or mount, a read-only server); reads
     still work."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -33,6 +34,7 @@ from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
 
 from app.fhir.export import ExportJob, job_parameters
 from app.fhir.store import (
+    CommitOutcomeUnknownError,
     CurrentState,
     HistoryPage,
     HistoryQuery,
@@ -180,6 +182,9 @@ class SqlWriteTx:
         self._known_spans = known_spans
         self._dialect = dialect
         self.new_spans: dict[tuple[str, str], int] = {}  # published to the cache on commit
+        # (res_key, version_id, content) of a version this transaction writes: if the
+        # connection dies during COMMIT, whether it is there tells whether the commit happened
+        self.witness: tuple[int, int, bytes | None] | None = None
 
     def find(self, request: SearchRequest, limit: int) -> list[tuple[str, str]]:
         conn = _CursorConnection(self._cursor, self._dialect)
@@ -257,6 +262,9 @@ class SqlWriteTx:
         if not items:
             return
         keyed = list(zip(self._new_keys(len(items)), items, strict=True))
+        if self.witness is None:
+            first_key, (first, _) = keyed[0]
+            self.witness = (first_key, first.version_id, first.content)
         resources = [
             (
                 key,
@@ -362,6 +370,8 @@ class SqlWriteTx:
 
     def _insert_version(self, key: int, record: VersionRecord) -> None:
         self._sql.insert_version.execute(self._cursor, _version_values(key, record))
+        if self.witness is None:
+            self.witness = (key, record.version_id, record.content)
 
 
 def _version_values(key: int, record: VersionRecord) -> dict[str, Any]:
@@ -374,6 +384,11 @@ def _version_values(key: int, record: VersionRecord) -> dict[str, Any]:
         "content": record.content,
     }
 
+
+# How long a write whose connection died during COMMIT waits for the database to come back and
+# tell whether it committed (sql_store.SqlStore._commit_outcome).
+COMMIT_CHECK_SECONDS = 10.0
+_log = logging.getLogger(__name__)
 
 _IN_CHUNK = 500  # (type, id) pairs per lookup: well under SQLite's bound-parameter limit
 
@@ -472,7 +487,14 @@ class SqlStore:
                 try:
                     tx = SqlWriteTx(cursor, self._sql, self._known_spans, self._engine.dialect)
                     yield tx
-                    cursor.execute("COMMIT")
+                    try:
+                        cursor.execute("COMMIT")
+                    except (self._dbapi.OperationalError, self._dbapi.InterfaceError) as exc:
+                        dbapi_connection = connection.dbapi_connection
+                        if not self._engine.dialect.is_disconnect(exc, dbapi_connection, cursor):
+                            raise
+                        connection.invalidate(exc)
+                        self._commit_outcome(tx, exc)  # raises unless it did commit
                     for span_key, span in tx.new_spans.items():
                         self._known_spans[span_key] = max(span, self._known_spans.get(span_key, -1))
                 except BaseException:
@@ -484,6 +506,31 @@ class SqlStore:
                 raise
             finally:
                 cursor.close()
+
+    def _commit_outcome(self, tx: SqlWriteTx, exc: BaseException) -> None:
+        """The connection died during COMMIT: the server may have committed and died before
+        answering, so look (on a new connection, while the database comes back) for a version
+        the transaction wrote. Returns when it is there (the write happened); raises
+        StorageUnavailableError when it is not (nothing was written) and
+        CommitOutcomeUnknownError when the database stays away past COMMIT_CHECK_SECONDS."""
+        if tx.witness is None:
+            raise storage_error(exc) from exc  # nothing was written
+        key, version_id, content = tx.witness
+        deadline = time.monotonic() + COMMIT_CHECK_SECONDS
+        statement = select(v.c.content).where(v.c.res_key == key, v.c.version_id == version_id)
+        while True:
+            try:
+                with self._engine.connect() as conn:
+                    found = conn.execute(statement).first()
+            except (OperationalError, InterfaceError):
+                if time.monotonic() > deadline:
+                    raise CommitOutcomeUnknownError(_reason(exc)) from exc
+                time.sleep(0.2)
+                continue
+            if found is not None and bytes(found[0]) == content:
+                _log.warning("the connection died during COMMIT, which had succeeded")
+                return
+            raise storage_error(exc) from exc
 
     def read(self, resource_type: str, resource_id: str) -> VersionRecord | None:
         with self._raw() as connection:
