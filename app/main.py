@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app.api import errors
+from app.api import errors, openapi
 from app.api.audit import AuditMiddleware
 from app.api.auth import authenticate
 from app.api.auth import public as public_router
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app)  # names the schemas of /openapi.json as components
     app.add_middleware(AuditMiddleware)
     # added last, so outermost: it times everything and its request id is there for the rest
     app.add_middleware(RequestLogMiddleware)

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api.context import base_url, runtime
+from app.api.openapi import ERRORS, SMART_CONFIGURATION
 from app.fhir import jsonio
 from app.fhir.access import EVERYONE, Access
 from app.fhir.errors import UnauthorizedError
@@ -59,7 +60,7 @@ def access(request: Request) -> Access:
 
 
 # -- discovery (SMART App Launch, "well-known" configuration) ------------------------------------
-public = APIRouter()
+public = APIRouter(default_response_class=Response, responses=ERRORS)
 
 CAPABILITIES = [
     "permission-v1",
@@ -104,6 +105,12 @@ def smart_configuration(request: Request) -> dict[str, Any]:
     "/.well-known/smart-configuration",
     summary="SMART App Launch configuration: how to get tokens for this server",
     tags=["system"],
+    responses={
+        200: {
+            "description": "The configuration",
+            "content": {"application/json": {"schema": SMART_CONFIGURATION}},
+        }
+    },
 )
 @public.get("/fhir/.well-known/smart-configuration", include_in_schema=False)
 async def well_known(request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -10,6 +11,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from app.api.auth import access
 from app.api.context import base_url, runtime
+from app.api.openapi import ERRORS, EXPORT_MANIFEST, header, header_parameter, query
 from app.fhir import export
 from app.fhir.errors import (
     BadRequestError,
@@ -18,7 +20,33 @@ from app.fhir.errors import (
     ServiceUnavailableError,
 )
 
-router = APIRouter(prefix="/fhir", tags=["bulk data"])
+router = APIRouter(
+    prefix="/fhir", tags=["bulk data"], default_response_class=Response, responses=ERRORS
+)
+
+_KICK_OFF: dict[str, Any] = {
+    "status_code": 202,
+    "responses": {
+        202: {
+            "description": "Accepted: poll the status URL",
+            "headers": {
+                "Content-Location": header({"type": "string"}, "The job's status URL"),
+            },
+        }
+    },
+    "openapi_extra": {
+        "parameters": [
+            header_parameter("Prefer", {"type": "string"}, "respond-async (required: else 400)"),
+            query("_type", {"type": "string"}, "Resource types, comma-separated"),
+            query("_since", {"type": "string", "format": "date-time"}, "Changed after"),
+            query(
+                "_outputFormat",
+                {"enum": [export.NDJSON, "application/ndjson", "ndjson"]},
+                "The files' format: NDJSON",
+            ),
+        ]
+    },
+}
 
 
 def _owner(request: Request) -> str | None:
@@ -61,7 +89,9 @@ async def _kick_off(request: Request, level: str) -> Response:
     return Response(status_code=202, headers={"Content-Location": status_url})
 
 
-@router.get("/$export", summary="export: every resource, as NDJSON files (asynchronous)")
+@router.get(
+    "/$export", summary="export: every resource, as NDJSON files (asynchronous)", **_KICK_OFF
+)
 async def export_system(request: Request) -> Response:
     return await _kick_off(request, "system")
 
@@ -69,12 +99,26 @@ async def export_system(request: Request) -> Response:
 @router.get(
     "/Patient/$export",
     summary="export: the Patients and what refers to them, as NDJSON files (asynchronous)",
+    **_KICK_OFF,
 )
 async def export_patients(request: Request) -> Response:
     return await _kick_off(request, "patient")
 
 
-@router.get("/$export-status/{job_id}", summary="export status: progress, or the manifest")
+@router.get(
+    "/$export-status/{job_id}",
+    summary="export status: progress, or the manifest",
+    responses={
+        200: {
+            "description": "Complete: the manifest",
+            "content": {"application/json": {"schema": EXPORT_MANIFEST}},
+        },
+        202: {
+            "description": "In progress",
+            "headers": {"X-Progress": header({"type": "string"}, "How far it is")},
+        },
+    },
+)
 async def export_status(request: Request, job_id: str) -> Response:
     rt = runtime(request)
     job = await rt.call(export.owned_job, rt.exports, job_id, _owner(request))
@@ -89,14 +133,23 @@ async def export_status(request: Request, job_id: str) -> Response:
     return JSONResponse(export.manifest(job, files), headers={"Expires": "never"})
 
 
-@router.delete("/$export-status/{job_id}", summary="cancel an export, or delete its files")
+@router.delete(
+    "/$export-status/{job_id}",
+    summary="cancel an export, or delete its files",
+    status_code=202,
+    responses={202: {"description": "Cancelled, or its files deleted"}},
+)
 async def export_cancel(request: Request, job_id: str) -> Response:
     rt = runtime(request)
     await rt.call(export.cancel, rt.exports, job_id, rt.settings.export_dir, _owner(request))
     return Response(status_code=202)
 
 
-@router.get("/$export-file/{job_id}/{name}", summary="one NDJSON file of a complete export")
+@router.get(
+    "/$export-file/{job_id}/{name}",
+    summary="one NDJSON file of a complete export",
+    responses={200: {"description": "The file", "content": {export.NDJSON: {}}}},
+)
 async def export_file(request: Request, job_id: str, name: str) -> Response:
     rt = runtime(request)
     path = await rt.call(

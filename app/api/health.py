@@ -12,19 +12,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.api.context import runtime
+from app.api.openapi import OPERATION_OUTCOME, STATUS_OK, fhir
 from app.fhir.errors import ServiceUnavailableError
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], default_response_class=Response)
+_OK = {"description": "OK", "content": {"application/json": {"schema": STATUS_OK}}}
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-@router.get("/healthz", summary="liveness: the process answers")
+@router.get("/healthz", summary="liveness: the process answers", responses={200: _OK})
 async def healthz() -> Response:
     return JSONResponse({"status": "ok"}, headers=_NO_STORE)
 
 
-@router.get("/readyz", summary="readiness: the database answers, at the schema's head")
+@router.get(
+    "/readyz",
+    summary="readiness: the database answers, at the schema's head",
+    responses={200: _OK, 503: fhir(OPERATION_OUTCOME, "Not ready, and why")},
+)
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
     problem = await rt.call(rt.readiness) if rt.readiness is not None else None

@@ -4,7 +4,7 @@ Parameters body)."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -12,6 +12,25 @@ from starlette.responses import Response
 
 from app.api.auth import access
 from app.api.context import base_url, parse_body, read_body, runtime
+from app.api.openapi import (
+    BUNDLE_OK,
+    ERRORS,
+    FHIR_JSON,
+    FHIR_XML,
+    FORMAT,
+    OUTCOME_OK,
+    PARAMETERS_OK,
+    PATIENT_ID,
+    RESOURCE,
+    RESOURCE_ID,
+    RESOURCE_TYPE,
+    body,
+    fhir,
+    fhir_content,
+    operation_body,
+    operation_parameters,
+    query,
+)
 from app.api.responses import fhir_response
 from app.api.routes import read
 from app.fhir import jsonio, operations
@@ -22,7 +41,27 @@ from app.fhir.operation_definitions import DEFINITIONS
 from app.fhir.service import ResourceService
 from app.fhir.store import SearchPage
 
-router = APIRouter(prefix="/fhir", tags=["operations"])
+router = APIRouter(
+    prefix="/fhir", tags=["operations"], default_response_class=Response, responses=ERRORS
+)
+Patient = Annotated[str, PATIENT_ID]
+
+
+def _get(name: str, *extra: dict[str, Any]) -> dict[str, Any]:
+    """The GET form's declaration: the operation's input parameters in the query."""
+    return {
+        "responses": PARAMETERS_OK,
+        "openapi_extra": {"parameters": [*operation_parameters(name, *extra), *FORMAT]},
+    }
+
+
+def _post(name: str, summary: str) -> dict[str, Any]:
+    """The POST form's: its input parameters in a Parameters body."""
+    return {
+        "summary": f"{summary} (POST: the parameters in a Parameters body)",
+        "responses": PARAMETERS_OK,
+        "openapi_extra": {"requestBody": operation_body(name), "parameters": FORMAT},
+    }
 
 
 async def _pairs(request: Request) -> list[tuple[str, str]]:
@@ -89,39 +128,44 @@ async def _parameters(
     return fhir_response(request, jsonio.dumps(result))
 
 
-@router.get(
-    "/Patient/{patient_id}/$pain-response",
-    summary="pain-response: baseline, improvement, cumulative dose, relapse, courses",
-)
-@router.post("/Patient/{patient_id}/$pain-response", include_in_schema=False)
-async def pain_response(request: Request, patient_id: str) -> Response:
+_PAIN_RESPONSE = "pain-response: baseline, improvement, cumulative dose, relapse, courses"
+
+
+@router.get("/Patient/{patient_id}/$pain-response", summary=_PAIN_RESPONSE, **_get("pain-response"))
+@router.post("/Patient/{patient_id}/$pain-response", **_post("pain-response", _PAIN_RESPONSE))
+async def pain_response(request: Request, patient_id: Patient) -> Response:
     return await _parameters(request, operations.pain_response, patient_id)
 
 
-@router.get(
-    "/Patient/{patient_id}/$liver-safety",
-    summary="liver-safety: liver tests against ULN, DILI signal, monitoring gap",
-)
-@router.post("/Patient/{patient_id}/$liver-safety", include_in_schema=False)
-async def liver_safety(request: Request, patient_id: str) -> Response:
+_LIVER_SAFETY = "liver-safety: liver tests against ULN, DILI signal, monitoring gap"
+
+
+@router.get("/Patient/{patient_id}/$liver-safety", summary=_LIVER_SAFETY, **_get("liver-safety"))
+@router.post("/Patient/{patient_id}/$liver-safety", **_post("liver-safety", _LIVER_SAFETY))
+async def liver_safety(request: Request, patient_id: Patient) -> Response:
     return await _parameters(request, operations.liver_safety, patient_id)
 
 
-@router.get(
-    "/$fibromyalgia-criteria",
-    summary="fibromyalgia-criteria: ACR 2010/2016 from wpi, ss, duration, exclusion",
-)
-@router.post("/$fibromyalgia-criteria", include_in_schema=False)
+_FIBROMYALGIA = "fibromyalgia-criteria: ACR 2010/2016 from wpi, ss, duration, exclusion"
+_FIBROMYALGIA_PATIENT = "fibromyalgia-criteria for a patient (duration from the Condition's onset)"
+
+
+@router.get("/$fibromyalgia-criteria", summary=_FIBROMYALGIA, **_get("fibromyalgia-criteria"))
+@router.post("/$fibromyalgia-criteria", **_post("fibromyalgia-criteria", _FIBROMYALGIA))
 async def fibromyalgia_criteria(request: Request) -> Response:
     return await _parameters(request, operations.fibromyalgia_criteria, None, ())
 
 
 @router.get(
     "/Patient/{patient_id}/$fibromyalgia-criteria",
-    summary="fibromyalgia-criteria for a patient (duration from the Condition's onset)",
+    summary=_FIBROMYALGIA_PATIENT,
+    **_get("fibromyalgia-criteria"),
 )
-@router.post("/Patient/{patient_id}/$fibromyalgia-criteria", include_in_schema=False)
-async def fibromyalgia_criteria_patient(request: Request, patient_id: str) -> Response:
+@router.post(
+    "/Patient/{patient_id}/$fibromyalgia-criteria",
+    **_post("fibromyalgia-criteria", _FIBROMYALGIA_PATIENT),
+)
+async def fibromyalgia_criteria_patient(request: Request, patient_id: Patient) -> Response:
     return await _parameters(
         request, operations.fibromyalgia_criteria, patient_id, _PATIENT_CONDITIONS
     )
@@ -131,8 +175,10 @@ async def fibromyalgia_criteria_patient(request: Request, patient_id: str) -> Re
     "/OperationDefinition/{name}",
     summary="OperationDefinition: this server's operations, or a stored one",
     tags=["instance"],
+    responses={200: fhir(RESOURCE, "The OperationDefinition (a stored one with ETag)")},
+    openapi_extra={"parameters": FORMAT},
 )
-async def operation_definition(request: Request, name: str) -> Response:
+async def operation_definition(request: Request, name: Annotated[str, RESOURCE_ID]) -> Response:
     definition = DEFINITIONS.get(name)
     if definition is None:
         return await read(request, "OperationDefinition", name)
@@ -143,8 +189,18 @@ async def operation_definition(request: Request, name: str) -> Response:
 @router.get(
     "/Patient/{patient_id}/$everything",
     summary="everything: the patient and every resource that refers to it (paged)",
+    responses=BUNDLE_OK,
+    openapi_extra={
+        "parameters": [
+            *operation_parameters(
+                "everything",
+                query("_offset", {"type": "integer", "minimum": 0}, "Where the page starts"),
+            ),
+            *FORMAT,
+        ]
+    },
 )
-async def everything(request: Request, patient_id: str) -> Response:
+async def everything(request: Request, patient_id: Patient) -> Response:
     rt = runtime(request)
     allowed = access(request)
     _require(request, (("Patient", "r"),), patient_id)
@@ -170,8 +226,11 @@ async def everything(request: Request, patient_id: str) -> Response:
     return fhir_response(request, searchset_bundle(base, search, page, link, kept, None))
 
 
-@router.get("/Observation/$stats", summary="stats: statistics of a subject's observations")
-@router.post("/Observation/$stats", include_in_schema=False)
+_STATS = "stats: statistics of a subject's observations"
+
+
+@router.get("/Observation/$stats", summary=_STATS, **_get("stats"))
+@router.post("/Observation/$stats", **_post("stats", _STATS))
 async def observation_stats(request: Request) -> Response:
     rt = runtime(request)
     service = _searching_observations(request)
@@ -179,7 +238,23 @@ async def observation_stats(request: Request) -> Response:
     return fhir_response(request, jsonio.dumps(result))
 
 
-@router.get("/Observation/$lastn", summary="lastn: the most recent observations per code")
+@router.get(
+    "/Observation/$lastn",
+    summary="lastn: the most recent observations per code",
+    description="Any Observation search parameter selects them; patient or subject is needed.",
+    responses=BUNDLE_OK,
+    openapi_extra={
+        "parameters": [
+            *operation_parameters(
+                "lastn",
+                query("patient", {"type": "string"}, "The patient (id or Patient/id)"),
+                query("code", {"type": "string"}, "Codes, comma-separated (system|code)"),
+                query("category", {"type": "string"}, "Categories (system|code)"),
+            ),
+            *FORMAT,
+        ]
+    },
+)
 async def lastn(request: Request) -> Response:
     rt = runtime(request)
     service = _searching_observations(request)
@@ -219,18 +294,32 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
     "/{resource_type}/$validate",
     summary="validate: check a resource (in the body, or in a Parameters 'resource')",
     tags=["type"],
+    responses=OUTCOME_OK,
+    openapi_extra={"requestBody": body(RESOURCE), "parameters": FORMAT},
 )
-async def validate_type(request: Request, resource_type: str) -> Response:
+async def validate_type(request: Request, resource_type: Annotated[str, RESOURCE_TYPE]) -> Response:
     return await _validate(request, resource_type, None)
 
 
-@router.get("/{resource_type}/{resource_id}/$validate", include_in_schema=False)
+@router.get(
+    "/{resource_type}/{resource_id}/$validate",
+    summary="validate: check the stored resource",
+    tags=["instance"],
+    responses=OUTCOME_OK,
+    openapi_extra={"parameters": FORMAT},
+)
 @router.post(
     "/{resource_type}/{resource_id}/$validate",
     summary="validate: check a resource for this id (the body, or the stored one)",
     tags=["instance"],
+    responses=OUTCOME_OK,
+    openapi_extra={"requestBody": body(RESOURCE, required=False), "parameters": FORMAT},
 )
-async def validate_instance(request: Request, resource_type: str, resource_id: str) -> Response:
+async def validate_instance(
+    request: Request,
+    resource_type: Annotated[str, RESOURCE_TYPE],
+    resource_id: Annotated[str, RESOURCE_ID],
+) -> Response:
     return await _validate(request, resource_type, resource_id)
 
 
@@ -240,9 +329,25 @@ _COURSE_MEDIA = {"svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
 @router.get(
     "/Patient/{patient_id}/$clinical-course",
     summary="clinical-course: the chart (Accept: image/svg+xml or text/html, or a Binary)",
-    responses={200: {"content": {"image/svg+xml": {}, "text/html": {}}}},
+    responses={
+        200: {
+            "description": "The chart: SVG, an HTML page with the pain table, or a FHIR Binary",
+            "content": {"image/svg+xml": {}, "text/html": {}, **fhir_content(RESOURCE)},
+        }
+    },
+    openapi_extra={
+        "parameters": [
+            *operation_parameters("clinical-course"),
+            query(
+                "_format",
+                {"enum": ["svg", "html", "json", "xml", FHIR_JSON, FHIR_XML]},
+                "svg or html for the chart, a FHIR format for a Binary (else by Accept)",
+            ),
+            query("_pretty", {"enum": ["true", "false"]}, "Indented output"),
+        ]
+    },
 )
-async def clinical_course(request: Request, patient_id: str) -> Response:
+async def clinical_course(request: Request, patient_id: Patient) -> Response:
     _require(request, _PATIENT_COURSE, patient_id)
     rt = runtime(request)
     pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format",)]

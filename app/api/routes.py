@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
@@ -15,6 +15,36 @@ from starlette.responses import Response
 from app.api import negotiation
 from app.api.auth import access
 from app.api.context import base_url, check_json_depth, parse_body, read_body, runtime
+from app.api.openapi import (
+    BUNDLE,
+    BUNDLE_OK,
+    CAPABILITY_STATEMENT,
+    DATE_SEARCH,
+    DELETED,
+    ERRORS,
+    FORMAT,
+    HISTORY,
+    IF_MATCH,
+    JSON_PATCH,
+    JSON_PATCH_DOCUMENT,
+    PROVENANCE,
+    READ_HEADERS,
+    RESOURCE,
+    RESOURCE_ID,
+    RESOURCE_READ,
+    RESOURCE_TYPE,
+    SEARCH,
+    SEARCH_NOTE,
+    SYSTEM_SEARCH,
+    TRANSACTION,
+    VERSION_ID,
+    WRITTEN,
+    body,
+    fhir,
+    form_body,
+    header_parameter,
+    query,
+)
 from app.api.responses import fhir_response, informational, resource_response, version_headers
 from app.fhir import jsonio, provenance
 from app.fhir.access import Access
@@ -30,12 +60,22 @@ from app.fhir.models import require_resource_type
 from app.fhir.service import WriteResult
 from app.fhir.transactions import BundleProcessor
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", default_response_class=Response, responses=ERRORS)
 # Answered without a token: what the server is (the CapabilityStatement), so clients can find
 # out how to get one.
-public_router = APIRouter(prefix="/fhir")
+public_router = APIRouter(prefix="/fhir", default_response_class=Response, responses=ERRORS)
 
-_RESOURCE = {"description": "A FHIR resource", "content": {"application/fhir+json": {}}}
+Type = Annotated[str, RESOURCE_TYPE]
+Id = Annotated[str, RESOURCE_ID]
+# What a conditional interaction's query may hold: search criteria (any search parameter of
+# the type), which must match one resource.
+_CONDITION = [
+    query("_id", {"type": "string"}, "Logical id"),
+    query("_lastUpdated", DATE_SEARCH, "When last changed"),
+    query("_tag", {"type": "string"}, "meta.tag (system|code)"),
+    query("_profile", {"type": "string"}, "meta.profile"),
+]
+_CONDITION_NOTE = " The criteria: any search parameters of the type (at least one)."
 
 
 def _provenance(request: Request, allowed: Access) -> dict[str, Any] | None:
@@ -65,7 +105,11 @@ def _written(request: Request, result: WriteResult) -> Response:
 
 
 @public_router.get(
-    "/metadata", summary="capabilities: the server's CapabilityStatement", tags=["system"]
+    "/metadata",
+    summary="capabilities: the server's CapabilityStatement",
+    tags=["system"],
+    responses={200: fhir(CAPABILITY_STATEMENT, "The CapabilityStatement")},
+    openapi_extra={"parameters": FORMAT},
 )
 async def metadata(request: Request) -> Response:
     settings = runtime(request).settings
@@ -163,35 +207,61 @@ def _types(pairs: list[tuple[str, str]]) -> tuple[str, ...]:
 
 @router.get("/", include_in_schema=False)
 @router.get(
-    "", summary="search-system: search across resource types (_type, _id, ...)", tags=["system"]
+    "",
+    summary="search-system: search across resource types (_type, _id, ...)",
+    description="A searchset Bundle." + SEARCH_NOTE,
+    tags=["system"],
+    responses=BUNDLE_OK,
+    openapi_extra={"parameters": SYSTEM_SEARCH},
 )
 async def search_system(request: Request) -> Response:
     pairs = list(request.query_params.multi_items())
     return await _search(request, _types(pairs), pairs)
 
 
-@router.post("/_search", summary="search-system by POST (form-encoded parameters)", tags=["system"])
+@router.post(
+    "/_search",
+    summary="search-system by POST (form-encoded parameters)",
+    tags=["system"],
+    responses=BUNDLE_OK,
+    openapi_extra={"requestBody": form_body(SYSTEM_SEARCH)},
+)
 async def search_system_post(request: Request) -> Response:
     pairs = await _form_pairs(request)
     return await _search(request, _types(pairs), pairs)
 
 
-@router.get("/_history", summary="history-system: every change on the server", tags=["system"])
+@router.get(
+    "/_history",
+    summary="history-system: every change on the server",
+    tags=["system"],
+    responses=BUNDLE_OK,
+    openapi_extra={"parameters": HISTORY},
+)
 async def history_system(request: Request) -> Response:
     return await _history(request, None, None)
 
 
 @router.get(
-    "/{resource_type}/_history", summary="history-type: every change to a type", tags=["history"]
+    "/{resource_type}/_history",
+    summary="history-type: every change to a type",
+    tags=["history"],
+    responses=BUNDLE_OK,
+    openapi_extra={"parameters": HISTORY},
 )
-async def history_type(request: Request, resource_type: str) -> Response:
+async def history_type(request: Request, resource_type: Type) -> Response:
     return await _history(request, require_resource_type(resource_type), None)
 
 
 @router.get(
-    "/{resource_type}", summary="search-type: resources of a type matching the query", tags=["type"]
+    "/{resource_type}",
+    summary="search-type: resources of a type matching the query",
+    description="A searchset Bundle." + SEARCH_NOTE,
+    tags=["type"],
+    responses=BUNDLE_OK,
+    openapi_extra={"parameters": SEARCH},
 )
-async def search_type(request: Request, resource_type: str) -> Response:
+async def search_type(request: Request, resource_type: Type) -> Response:
     require_resource_type(resource_type)
     return await _search(request, (resource_type,), list(request.query_params.multi_items()))
 
@@ -200,8 +270,10 @@ async def search_type(request: Request, resource_type: str) -> Response:
     "/{resource_type}/_search",
     summary="search-type by POST (form-encoded parameters)",
     tags=["type"],
+    responses=BUNDLE_OK,
+    openapi_extra={"requestBody": form_body(SEARCH)},
 )
-async def search_type_post(request: Request, resource_type: str) -> Response:
+async def search_type_post(request: Request, resource_type: Type) -> Response:
     require_resource_type(resource_type)
     return await _search(request, (resource_type,), await _form_pairs(request))
 
@@ -210,8 +282,10 @@ async def search_type_post(request: Request, resource_type: str) -> Response:
     "/{resource_type}/{resource_id}/_history",
     summary="history-instance: every version of a resource",
     tags=["history"],
+    responses=BUNDLE_OK,
+    openapi_extra={"parameters": HISTORY},
 )
-async def history_instance(request: Request, resource_type: str, resource_id: str) -> Response:
+async def history_instance(request: Request, resource_type: Type, resource_id: Id) -> Response:
     return await _history(request, require_resource_type(resource_type), resource_id)
 
 
@@ -219,9 +293,14 @@ async def history_instance(request: Request, resource_type: str, resource_id: st
     "/{resource_type}/{resource_id}/_history/{version_id}",
     summary="vread: one version of a resource",
     tags=["instance"],
+    responses=RESOURCE_READ,
+    openapi_extra={"parameters": FORMAT},
 )
 async def vread(
-    request: Request, resource_type: str, resource_id: str, version_id: str
+    request: Request,
+    resource_type: Type,
+    resource_id: Id,
+    version_id: Annotated[str, VERSION_ID],
 ) -> Response:
     rt = runtime(request)
     allowed = access(request)
@@ -234,11 +313,22 @@ async def vread(
 @router.post(
     "/{resource_type}",
     summary="create: a new resource with a server-assigned id",
+    description="Prefer: return=minimal | representation | OperationOutcome chooses the body.",
     status_code=201,
     tags=["type"],
-    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+    responses=WRITTEN,
+    openapi_extra={
+        "requestBody": body(RESOURCE),
+        "parameters": [
+            *FORMAT,
+            header_parameter(
+                "If-None-Exist", {"type": "string"}, "Conditional create: search parameters"
+            ),
+            PROVENANCE,
+        ],
+    },
 )
-async def create(request: Request, resource_type: str) -> Response:
+async def create(request: Request, resource_type: Type) -> Response:
     rt = runtime(request)
     if_none_exist = request.headers.get("if-none-exist")
     allowed = access(request)
@@ -253,9 +343,16 @@ async def create(request: Request, resource_type: str) -> Response:
 
 
 @router.get(
-    "/{resource_type}/{resource_id}", summary="read: the current version", tags=["instance"]
+    "/{resource_type}/{resource_id}",
+    summary="read: the current version",
+    tags=["instance"],
+    responses={
+        **RESOURCE_READ,
+        304: {"description": "Not modified (If-None-Match, If-Modified-Since)"},
+    },
+    openapi_extra={"parameters": [*FORMAT, *READ_HEADERS]},
 )
-async def read(request: Request, resource_type: str, resource_id: str) -> Response:
+async def read(request: Request, resource_type: Type, resource_id: Id) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "r")
@@ -268,10 +365,20 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
 @router.put(
     "/{resource_type}/{resource_id}",
     summary="update: a new version, or create with this id",
+    description="Prefer: return=minimal | representation | OperationOutcome chooses the body.",
     tags=["instance"],
-    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+    responses=WRITTEN,
+    openapi_extra={
+        "requestBody": body(RESOURCE),
+        "parameters": [
+            *FORMAT,
+            IF_MATCH,
+            header_parameter("If-None-Match", {"const": "*"}, "*: create only (else 412)"),
+            PROVENANCE,
+        ],
+    },
 )
-async def update(request: Request, resource_type: str, resource_id: str) -> Response:
+async def update(request: Request, resource_type: Type, resource_id: Id) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u")
@@ -298,11 +405,13 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     "/{resource_type}/{resource_id}",
     summary="patch: apply a JSON Patch",
     tags=["instance"],
+    responses={200: fhir(RESOURCE, "The patched resource")},
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json-patch+json": {}}}
+        "requestBody": {"required": True, "content": {JSON_PATCH: {"schema": JSON_PATCH_DOCUMENT}}},
+        "parameters": [*FORMAT, IF_MATCH, PROVENANCE],
     },
 )
-async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
+async def patch(request: Request, resource_type: Type, resource_id: Id) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u")
@@ -317,9 +426,13 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
 
 
 @router.delete(
-    "/{resource_type}/{resource_id}", summary="delete: mark the resource deleted", tags=["instance"]
+    "/{resource_type}/{resource_id}",
+    summary="delete: mark the resource deleted",
+    tags=["instance"],
+    responses=DELETED,
+    openapi_extra={"parameters": [IF_MATCH]},
 )
-async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
+async def delete(request: Request, resource_type: Type, resource_id: Id) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "d")
@@ -346,7 +459,8 @@ async def delete(request: Request, resource_type: str, resource_id: str) -> Resp
     "",
     summary="transaction or batch: a Bundle of interactions",
     tags=["system"],
-    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+    responses={200: fhir(BUNDLE, "A transaction-response or batch-response Bundle")},
+    openapi_extra={"requestBody": body(TRANSACTION), "parameters": FORMAT},
 )
 async def transaction(request: Request) -> Response:
     rt = runtime(request)
@@ -394,10 +508,15 @@ def _condition(request: Request, what: str) -> str:
 @router.put(
     "/{resource_type}",
     summary="conditional update: update the one resource matching the query, or create",
+    description="0 matches: create; 1: update; several: 412." + _CONDITION_NOTE,
     tags=["type"],
-    openapi_extra={"requestBody": {"required": True, **_RESOURCE}},
+    responses=WRITTEN,
+    openapi_extra={
+        "requestBody": body(RESOURCE),
+        "parameters": [*_CONDITION, IF_MATCH, PROVENANCE],
+    },
 )
-async def conditional_update(request: Request, resource_type: str) -> Response:
+async def conditional_update(request: Request, resource_type: Type) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u", "s")
@@ -422,12 +541,15 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 @router.patch(
     "/{resource_type}",
     summary="conditional patch: patch the one resource matching the query",
+    description="0 matches: 404; several: 412." + _CONDITION_NOTE,
     tags=["type"],
+    responses={200: fhir(RESOURCE, "The patched resource")},
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json-patch+json": {}}}
+        "requestBody": {"required": True, "content": {JSON_PATCH: {"schema": JSON_PATCH_DOCUMENT}}},
+        "parameters": [*_CONDITION, IF_MATCH, PROVENANCE],
     },
 )
-async def conditional_patch(request: Request, resource_type: str) -> Response:
+async def conditional_patch(request: Request, resource_type: Type) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "u", "s")
@@ -447,9 +569,12 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
 @router.delete(
     "/{resource_type}",
     summary="conditional delete: delete the resources matching the query",
+    description="Several matches: 412, unless FHIR_CONDITIONAL_DELETE_MULTIPLE." + _CONDITION_NOTE,
     tags=["type"],
+    responses=DELETED,
+    openapi_extra={"parameters": _CONDITION},
 )
-async def conditional_delete(request: Request, resource_type: str) -> Response:
+async def conditional_delete(request: Request, resource_type: Type) -> Response:
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "d", "s")

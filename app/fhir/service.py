@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import jsonpatch
+from jsonpointer import JsonPointerException
 
 from app.fhir import jsonio
 from app.fhir.access import Access
@@ -611,7 +612,7 @@ def _check_body_id(data: dict[str, Any], resource_id: str, resource_type: str) -
 def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
     try:
         return jsonpatch.JsonPatch(operations)
-    except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
+    except (jsonpatch.InvalidJsonPatch, JsonPointerException, TypeError, AttributeError) as exc:
         raise BadRequestError(f"The body is not a JSON Patch document: {exc}") from None
 
 

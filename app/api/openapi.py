@@ -1,0 +1,544 @@
+"""What the OpenAPI document (/openapi.json, /docs) says the routes take and answer.
+
+The handlers read their query parameters and bodies themselves (FHIR search takes any of the
+type's search parameters; bodies are JSON or XML by Content-Type), so FastAPI cannot infer the
+document from their signatures. The declarations here describe them instead, and
+tests/contract checks the server against them with schemathesis: every FHIR response is
+`application/fhir+json` (or `+xml` by `_format`), every 4xx and 5xx an OperationOutcome.
+
+Path and query parameters are documented, never validated by FastAPI (`json_schema_extra` and
+`openapi_extra` add to the document only): the handlers answer a bad value the FHIR way, e.g.
+an unknown resource type is a 404 `not-supported` OperationOutcome, not a 422. The schemas are
+written here as dicts (FastAPI adds components only for pydantic models); `install` makes
+the app's document name them as components (OperationOutcome, Bundle, ...) and refer to them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Path
+
+from app.fhir.models import RESOURCE_TYPES
+from app.fhir.operation_definitions import DEFINITIONS
+
+FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
+JSON_PATCH = "application/json-patch+json"
+FORM = "application/x-www-form-urlencoded"
+
+ID_PATTERN = r"^[A-Za-z0-9\-.]{1,64}$"  # the FHIR id rule
+_CODE_PATTERN = r"^[^\s]+( [^\s]+)*$"  # the FHIR code rule
+_ETAG = {"type": "string", "pattern": r'^W/"[0-9]+"$'}
+_INSTANT = {"type": "string", "format": "date-time"}
+DATE_SEARCH = {
+    "type": "string",
+    "pattern": r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)?[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$",
+}
+
+# -- schemas -------------------------------------------------------------------------------------
+RESOURCE: dict[str, Any] = {
+    "title": "Resource",
+    "description": "A FHIR R4B resource (https://hl7.org/fhir/R4B/resourcelist.html)",
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {
+        "resourceType": {"type": "string", "pattern": "^[A-Z][A-Za-z]+$"},
+        "id": {"type": "string", "pattern": ID_PATTERN},
+        "meta": {
+            "type": "object",
+            "properties": {"versionId": {"type": "string"}, "lastUpdated": {"type": "string"}},
+        },
+    },
+}
+
+OPERATION_OUTCOME: dict[str, Any] = {
+    "title": "OperationOutcome",
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"const": "OperationOutcome"},
+        "issue": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"enum": ["fatal", "error", "warning", "information"]},
+                    "code": {"type": "string", "pattern": _CODE_PATTERN},
+                    "diagnostics": {"type": "string"},
+                    "expression": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+_HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
+
+BUNDLE: dict[str, Any] = {
+    "title": "Bundle",
+    "type": "object",
+    "required": ["resourceType", "type"],
+    "properties": {
+        "resourceType": {"const": "Bundle"},
+        "type": {
+            "enum": [
+                "document",
+                "message",
+                "transaction",
+                "transaction-response",
+                "batch",
+                "batch-response",
+                "history",
+                "searchset",
+                "collection",
+            ]
+        },
+        "total": {"type": "integer", "minimum": 0},
+        "link": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["relation", "url"],
+                "properties": {"relation": {"type": "string"}, "url": {"type": "string"}},
+            },
+        },
+        "entry": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "fullUrl": {"type": "string"},
+                    "resource": RESOURCE,
+                    "search": {
+                        "type": "object",
+                        "properties": {"mode": {"enum": ["match", "include", "outcome"]}},
+                    },
+                    "request": {
+                        "type": "object",
+                        "required": ["method", "url"],
+                        "properties": {
+                            "method": {"enum": _HTTP_METHODS},
+                            "url": {"type": "string"},
+                        },
+                    },
+                    "response": {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {
+                            "status": {"type": "string", "pattern": "^[1-5][0-9][0-9]( .*)?$"},
+                            "location": {"type": "string"},
+                            "etag": {"type": "string"},
+                            "lastModified": {"type": "string"},
+                            "outcome": RESOURCE,
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+# What POST /fhir takes: a transaction or batch, each entry with its request.
+TRANSACTION: dict[str, Any] = {
+    "title": "Bundle (transaction or batch)",
+    "type": "object",
+    "required": ["resourceType", "type"],
+    "properties": {
+        "resourceType": {"const": "Bundle"},
+        "type": {"enum": ["transaction", "batch"]},
+        "entry": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["request"],
+                "properties": {
+                    "fullUrl": {"type": "string"},
+                    "resource": RESOURCE,
+                    "request": {
+                        "type": "object",
+                        "required": ["method", "url"],
+                        "properties": {
+                            "method": {"enum": _HTTP_METHODS},
+                            "url": {"type": "string"},
+                            "ifNoneExist": {"type": "string"},
+                            "ifMatch": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+PARAMETERS: dict[str, Any] = {
+    "title": "Parameters",
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {
+        "resourceType": {"const": "Parameters"},
+        "parameter": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}},
+            },
+        },
+    },
+}
+
+CAPABILITY_STATEMENT: dict[str, Any] = {
+    "title": "CapabilityStatement",
+    "type": "object",
+    "required": ["resourceType", "status", "date", "kind", "fhirVersion", "format"],
+    "properties": {
+        "resourceType": {"const": "CapabilityStatement"},
+        "status": {"const": "active"},
+        "kind": {"const": "instance"},
+        "fhirVersion": {"const": "4.3.0"},
+        "format": {"type": "array", "items": {"type": "string"}},
+        "rest": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+JSON_PATCH_DOCUMENT: dict[str, Any] = {
+    "title": "JSON Patch (RFC 6902)",
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["op", "path"],
+        "properties": {
+            "op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]},
+            "path": {"type": "string"},
+            "from": {"type": "string"},
+            "value": {},
+        },
+    },
+}
+
+EXPORT_MANIFEST: dict[str, Any] = {
+    "title": "Bulk Data export manifest",
+    "type": "object",
+    "required": ["transactionTime", "request", "requiresAccessToken", "output", "error"],
+    "properties": {
+        "transactionTime": {"type": "string"},
+        "request": {"type": "string"},
+        "requiresAccessToken": {"type": "boolean"},
+        "output": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "url"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "url": {"type": "string"},
+                    "count": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+        "error": {"type": "array"},
+    },
+}
+
+STATUS_OK: dict[str, Any] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"const": "ok"}},
+}
+
+SMART_CONFIGURATION: dict[str, Any] = {
+    "title": "SMART App Launch configuration",
+    "type": "object",
+    "required": ["capabilities", "grant_types_supported", "code_challenge_methods_supported"],
+    "properties": {
+        "capabilities": {"type": "array", "items": {"type": "string"}},
+        "grant_types_supported": {"type": "array", "items": {"type": "string"}},
+        "code_challenge_methods_supported": {"type": "array", "items": {"type": "string"}},
+        "fhir_base": {"type": "string"},
+    },
+}
+
+
+# -- responses -----------------------------------------------------------------------------------
+def fhir_content(schema: dict[str, Any]) -> dict[str, Any]:
+    """A FHIR body: JSON by default, XML by `_format` or Accept (the XML is not described)."""
+    return {FHIR_JSON: {"schema": schema}, FHIR_XML: {}}
+
+
+def fhir(schema: dict[str, Any], description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": fhir_content(schema)}
+    if headers:
+        response["headers"] = {name.replace("_", "-"): header for name, header in headers.items()}
+    return response
+
+
+def header(schema: dict[str, Any], description: str, required: bool = True) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema}
+
+
+ETAG = header(_ETAG, 'The version read or written, as W/"n"')
+LAST_MODIFIED = header({"type": "string"}, "When the version was written (HTTP date)")
+LOCATION = header({"type": "string"}, "The version written: {base}/{type}/{id}/_history/{version}")
+
+# Every route under /fhir (router-level): what any failure is answered with.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": fhir(
+        OPERATION_OUTCOME,
+        "The request failed: an OperationOutcome says why (400 bad request, 404 unknown, "
+        "406, 410 deleted, 412 version conflict, 413/414 too large, 415, 422 invalid ...)",
+    ),
+    "5XX": fhir(
+        OPERATION_OUTCOME,
+        "The server could not answer: 503 database unavailable or read-only (Retry-After), "
+        "507 database full; an unexpected error names an incident to quote",
+    ),
+}
+
+RESOURCE_READ: dict[int | str, dict[str, Any]] = {
+    200: fhir(RESOURCE, "The resource", ETag=ETAG, Last_Modified=LAST_MODIFIED),
+}
+WRITTEN: dict[int | str, dict[str, Any]] = {
+    200: fhir(RESOURCE, "Updated (or, conditional create, the one match)", ETag=ETAG),
+    201: fhir(RESOURCE, "Created", ETag=ETAG, Location=LOCATION),
+}
+BUNDLE_OK: dict[int | str, dict[str, Any]] = {200: fhir(BUNDLE, "A Bundle")}
+PARAMETERS_OK: dict[int | str, dict[str, Any]] = {200: fhir(PARAMETERS, "The results")}
+OUTCOME_OK: dict[int | str, dict[str, Any]] = {200: fhir(OPERATION_OUTCOME, "The issues found")}
+DELETED: dict[int | str, dict[str, Any]] = {
+    204: {"description": "Deleted (or nothing to delete)"},
+    200: fhir(OPERATION_OUTCOME, "With Prefer: return=OperationOutcome: what was deleted"),
+}
+
+
+# -- parameters ----------------------------------------------------------------------------------
+def query(
+    name: str,
+    schema: dict[str, Any],
+    description: str,
+    *,
+    required: bool = False,
+    repeated: bool = False,
+) -> dict[str, Any]:
+    parameter: dict[str, Any] = {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "array", "items": schema} if repeated else schema,
+    }
+    if repeated:
+        parameter.update(style="form", explode=True)
+    return parameter
+
+
+def header_parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+# Path parameters, documented only (see the module docstring).
+RESOURCE_TYPE = Path(
+    description="A FHIR R4B resource type; another name is a 404 OperationOutcome",
+    json_schema_extra={"enum": list(RESOURCE_TYPES)},
+)
+RESOURCE_ID = Path(
+    description="The resource's logical id (FHIR id: 1-64 of A-Z a-z 0-9 - .)",
+    json_schema_extra={"pattern": ID_PATTERN},
+)
+VERSION_ID = Path(description="A version of the resource: 1, 2, ...")
+PATIENT_ID = Path(description="The Patient's logical id", json_schema_extra={"pattern": ID_PATTERN})
+
+FORMAT = [
+    query(
+        "_format",
+        {"enum": ["json", "xml", FHIR_JSON, FHIR_XML]},
+        "The response format (overrides Accept); another value is 406",
+    ),
+    query("_pretty", {"enum": ["true", "false"]}, "Indented output"),
+]
+_RESULT = [
+    query("_count", {"type": "integer", "minimum": 0}, "Page size (FHIR_MAX_COUNT at most)"),
+    query("_offset", {"type": "integer", "minimum": 0}, "Where the page starts (paging links)"),
+]
+SEARCH = [
+    *FORMAT,
+    *_RESULT,
+    query("_sort", {"type": "string"}, "Sort keys, comma-separated, `-` for descending"),
+    query("_total", {"enum": ["none", "estimate", "accurate"]}, "Whether to count the matches"),
+    query("_summary", {"enum": ["true", "false", "text", "data", "count"]}, "A summary form"),
+    query("_elements", {"type": "string"}, "Comma-separated elements to keep"),
+    query("_include", {"type": "string"}, "Type:param[:target] to include"),
+    query("_revinclude", {"type": "string"}, "Type:param[:target] that refer to matches"),
+    query("_id", {"type": "string"}, "Logical ids, comma-separated"),
+    query("_lastUpdated", DATE_SEARCH, "When last changed, with a prefix (ge2016-08)"),
+    query("_tag", {"type": "string"}, "meta.tag as a token (system|code)"),
+    query("_profile", {"type": "string"}, "meta.profile (a canonical URL)"),
+]
+SEARCH_NOTE = (
+    " Any search parameter of the type is accepted too (R4B's definitions: token, string, "
+    "date, number, quantity, reference, uri, composite, with modifiers, chains and _has); "
+    "unknown ones are reported in an OperationOutcome entry, or a 400 with Prefer: "
+    "handling=strict."
+)
+SYSTEM_SEARCH = [
+    *SEARCH,
+    query("_type", {"type": "string"}, "Resource types to search, comma-separated"),
+]
+HISTORY = [
+    *FORMAT,
+    query("_count", {"type": "integer", "minimum": 0}, "Page size"),
+    query("_since", _INSTANT, "Only versions written after this instant"),
+    query("_at", {"type": "string"}, "Only versions current at this time (a FHIR dateTime)"),
+]
+IF_MATCH = header_parameter("If-Match", _ETAG, 'Write only over this version: W/"n" (else 412)')
+PROVENANCE = header_parameter(
+    "X-Provenance", {"type": "string"}, "A Provenance resource (JSON) stored with the write"
+)
+READ_HEADERS = [
+    header_parameter("If-None-Match", {"type": "string"}, 'W/"n": 304 when it is current'),
+    header_parameter("If-Modified-Since", {"type": "string"}, "HTTP date: 304 when not newer"),
+]
+
+_KINDS: dict[str, dict[str, Any]] = {
+    "decimal": {"type": "number"},
+    "integer": {"type": "integer"},
+    "positiveInt": {"type": "integer", "minimum": 1},
+    "boolean": {"type": "boolean"},
+    "instant": _INSTANT,
+}
+
+
+# Codes an operation takes that its OperationDefinition binds to no value set.
+_CODES: dict[str, dict[str, Any]] = {
+    # $stats (operations.stats; `total` is read as sum)
+    "statistic": {
+        "enum": [
+            *("average", "maximum", "minimum", "count", "median", "sum", "std-dev", "variance"),
+            "total",
+        ]
+    },
+    "version": {"enum": ["2010", "2016"]},  # $fibromyalgia-criteria
+}
+
+
+def operation_parameters(name: str, *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """An operation's primitive input parameters, from its OperationDefinition. Those that
+    may repeat are repeated in the query, but `_type` (one comma-separated value)."""
+    found = [
+        query(
+            p["name"],
+            _CODES.get(p["name"]) or _KINDS.get(p.get("type", ""), {"type": "string"}),
+            p["documentation"],
+            required=p["min"] > 0,
+            repeated=p["max"] == "*" and p["name"] != "_type",
+        )
+        for p in DEFINITIONS[name]["parameter"]
+        if p["use"] == "in" and p.get("type") not in ("Resource", "Period", None)
+    ]
+    return [*found, *extra]
+
+
+def operation_body(name: str) -> dict[str, Any]:
+    """The POST form of an operation: its input parameters in a Parameters resource."""
+    names = [
+        p["name"]
+        for p in DEFINITIONS[name]["parameter"]
+        if p["use"] == "in" and p.get("type") not in ("Resource", "Period", None)
+    ]
+    item = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"enum": names},
+            "valueString": {"type": "string"},
+            "valueCode": {"type": "string"},
+            "valueInteger": {"type": "integer"},
+            "valueDecimal": {"type": "number"},
+            "valueBoolean": {"type": "boolean"},
+        },
+    }
+    schema = {
+        **PARAMETERS,
+        "properties": {**PARAMETERS["properties"], "parameter": {"type": "array", "items": item}},
+    }
+    return {"required": True, "content": {FHIR_JSON: {"schema": schema}}}
+
+
+def body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    """A FHIR body (described as JSON; application/fhir+xml is taken too)."""
+    return {"required": required, "content": {FHIR_JSON: {"schema": schema}}}
+
+
+def form_body(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """POST _search: the same parameters, form-encoded."""
+    properties = {
+        p["name"]: {"type": "string"} if p["schema"].get("type") == "array" else p["schema"]
+        for p in parameters
+    }
+    return {
+        "required": False,
+        "content": {FORM: {"schema": {"type": "object", "properties": properties}}},
+    }
+
+
+# -- the document --------------------------------------------------------------------------------
+RESOURCE_TYPE_SCHEMA: dict[str, Any] = {
+    "title": "ResourceType",
+    "type": "string",
+    "description": "A FHIR R4B resource type; another name is a 404 OperationOutcome",
+    "enum": list(RESOURCE_TYPES),
+}
+# Each schema with a title here becomes a component, referred to wherever it appears.
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Resource": RESOURCE,
+    "OperationOutcome": OPERATION_OUTCOME,
+    "Bundle": BUNDLE,
+    "TransactionBundle": TRANSACTION,
+    "Parameters": PARAMETERS,
+    "CapabilityStatement": CAPABILITY_STATEMENT,
+    "JsonPatch": JSON_PATCH_DOCUMENT,
+    "ExportManifest": EXPORT_MANIFEST,
+    "SmartConfiguration": SMART_CONFIGURATION,
+    "ResourceType": RESOURCE_TYPE_SCHEMA,
+}
+
+
+def _refer(node: Any, found: dict[str, Any]) -> Any:
+    """`node` with every copy of a component replaced by a reference to it (FastAPI deep-copies
+    what routes declare, so copies are found by value). The resource type path parameters
+    (pydantic's schema: the enum, a title and a description) become references too."""
+    if isinstance(node, list):
+        return [_refer(item, found) for item in node]
+    if not isinstance(node, dict):
+        return node
+    for name, schema in COMPONENTS.items():
+        if node == schema or (name == "ResourceType" and node.get("enum") == schema["enum"]):
+            found[name] = schema
+            return {"$ref": f"#/components/schemas/{name}"}
+    return {key: _refer(value, found) for key, value in node.items()}
+
+
+def install(app: FastAPI) -> None:
+    """The app's /openapi.json with the components named (built once, like FastAPI's)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            found: dict[str, Any] = {}
+            document["paths"] = _refer(document["paths"], found)
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            pending = list(found)
+            while pending:  # a component's own parts are referred to too (a Bundle's Resource)
+                name = pending.pop()
+                if name not in components:
+                    components[name] = {k: _refer(v, found) for k, v in COMPONENTS[name].items()}
+                    pending.extend(n for n in found if n not in components)
+            document["components"]["schemas"] = dict(sorted(components.items()))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
