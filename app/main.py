@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app.api import errors, openapi
+from app.api import docs, errors, openapi
 from app.api.audit import AuditMiddleware
 from app.api.auth import authenticate
 from app.api.auth import public as public_router
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="FHIR R4B RESTful API for ketamine infusion therapy and pain outcomes",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: app/api/docs.py's do not
+        redoc_url=None,
     )
     errors.install(app)
     openapi.install(app)  # names the schemas of /openapi.json as components
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     fhir = [Depends(check_query)]
     protected = [*fhir, Depends(authenticate)]
     app.include_router(health_router)  # no token, no audit: outside /fhir
+    docs.install(app)  # /docs, /redoc, / and their assets: no token, outside /fhir
     app.include_router(public_router, dependencies=fhir)
     app.include_router(public_fhir_router, dependencies=fhir)
     # before `router`: its /{type}/{id} would take /Patient/$export
