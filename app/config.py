@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, alias="FHIR_DB_POOL_SIZE", gt=0)
     sqlite_busy_timeout_ms: int = Field(10_000, alias="FHIR_SQLITE_BUSY_TIMEOUT_MS", ge=0)
     log_level: str = Field("info", alias="FHIR_LOG_LEVEL")
+    # /metrics: the resource counts by type are one grouped COUNT over the resource table,
+    # run at most this often (between counts, this process's own writes are added to them).
+    metrics_count_seconds: float = Field(60.0, alias="FHIR_METRICS_COUNT_SECONDS", ge=0)
 
     # Authorization: the server is a SMART on FHIR resource server when FHIR_AUTH_JWKS (an
     # https URL or a file of the authorization server's JWKS) is set, with the issuer and

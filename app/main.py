@@ -15,6 +15,8 @@ from app.api.auth import public as public_router
 from app.api.context import Runtime, check_query
 from app.api.export_routes import router as export_router
 from app.api.health import router as health_router
+from app.api.metrics import Metrics
+from app.api.metrics import router as metrics_router
 from app.api.operation_routes import router as operation_router
 from app.api.request_log import RequestLogMiddleware
 from app.api.routes import public_router as public_fhir_router
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.db_calls == "auto" and is_sqlite(engine)
             )
             store = SqlStore(engine, settings.search_timeout_ms)
+            metrics.attach(store)  # its pool, resource counts and commits
             service = ResourceService(store)
             audit = AuditWriter(service) if settings.audit_enabled else None
             app.state.runtime = Runtime(
@@ -83,12 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)  # names the schemas of /openapi.json as components
+    metrics = app.state.metrics = Metrics(settings.metrics_count_seconds)
     app.add_middleware(AuditMiddleware)
     # added last, so outermost: it times everything and its request id is there for the rest
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, observe=metrics.observe)  # and counts for /metrics
     fhir = [Depends(check_query)]
     protected = [*fhir, Depends(authenticate)]
     app.include_router(health_router)  # no token, no audit: outside /fhir
+    app.include_router(metrics_router)  # the same, and not in the OpenAPI document
     docs.install(app)  # /docs, /redoc, / and their assets: no token, outside /fhir
     app.include_router(public_router, dependencies=fhir)
     app.include_router(public_fhir_router, dependencies=fhir)

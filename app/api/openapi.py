@@ -18,6 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Path
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from app.fhir.models import RESOURCE_TYPES
 from app.fhir.operation_definitions import DEFINITIONS
@@ -542,3 +545,31 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    _serve_cached(app)
+
+
+def _serve_cached(app: FastAPI) -> None:
+    """FastAPI's /openapi.json route, but serialising the document once (per root path; it
+    JSON-encoded the ~90 KB document on every request) instead of each time."""
+    if not app.openapi_url:
+        return
+    cached: dict[str, bytes] = {}
+
+    async def openapi_json(request: Request) -> Response:
+        root_path = request.scope.get("root_path", "").rstrip("/")
+        body = cached.get(root_path)
+        if body is None:
+            schema = app.openapi()
+            if root_path and app.root_path_in_servers:  # as FastAPI's own route does
+                server_urls = {s.get("url") for s in schema.get("servers", [])}
+                if root_path not in server_urls:
+                    schema = {**schema, "servers": [{"url": root_path}, *schema.get("servers", [])]}
+            body = bytes(JSONResponse(schema).body)
+            if len(cached) < 8:  # the server's root paths: a few at most
+                cached[root_path] = body
+        return Response(body, media_type="application/json")
+
+    routes = app.router.routes
+    for i, route in enumerate(routes):
+        if isinstance(route, Route) and route.path == app.openapi_url:
+            routes[i] = Route(app.openapi_url, openapi_json, include_in_schema=False)

@@ -23,6 +23,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,8 +79,14 @@ def _value(value: object) -> str:
 
 
 class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """`observe(scope, status, seconds)`, when given, is told each request too (the metrics,
+    app/api/metrics.py): one middleware times and notes the status for both."""
+
+    def __init__(
+        self, app: ASGIApp, observe: Callable[[Scope, int, float], None] | None = None
+    ) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +108,10 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, noting)
         finally:
-            _emit(scope, rid, status, (time.perf_counter() - began) * 1000)
+            seconds = time.perf_counter() - began
+            if self.observe is not None:
+                self.observe(scope, status, seconds)
+            _emit(scope, rid, status, seconds * 1000)
 
 
 def _emit(scope: Scope, rid: str, status: int, duration_ms: float) -> None:

@@ -4,7 +4,7 @@ one response."""
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -55,6 +55,7 @@ from app.fhir.errors import (
     MethodNotAllowedError,
     UnsupportedMediaTypeError,
 )
+from app.fhir.formats import render
 from app.fhir.history import history_query
 from app.fhir.models import require_resource_type
 from app.fhir.service import WriteResult
@@ -114,10 +115,24 @@ def _written(request: Request, result: WriteResult) -> Response:
 async def metadata(request: Request) -> Response:
     settings = runtime(request).settings
     security = Security(settings.auth_enabled, settings.auth_authorize_url, settings.auth_token_url)
-    statement = capability_statement(
-        base_url(request), settings.conditional_delete_multiple, security
+    fmt = negotiation.response_format(request)
+    body = capability_body(
+        base_url(request),
+        settings.conditional_delete_multiple,
+        security,
+        fmt,
+        negotiation.pretty(request),
     )
-    return fhir_response(request, statement)
+    return Response(body, media_type=negotiation.MEDIA_TYPES[fmt])
+
+
+@lru_cache(maxsize=32)  # bounded: without FHIR_BASE_URL the base comes from the Host header
+def capability_body(
+    base: str, multiple_delete: bool, security: Security, fmt: str, pretty: bool
+) -> bytes:
+    """The CapabilityStatement rendered as sent: built and rendered once per (base URL,
+    settings, format, _pretty) -- XML through the R4B models takes seconds."""
+    return render(capability_statement(base, multiple_delete, security), fmt, pretty=pretty)
 
 
 async def _history(

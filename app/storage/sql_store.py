@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -185,6 +185,9 @@ class SqlWriteTx:
         # (res_key, version_id, content) of a version this transaction writes: if the
         # connection dies during COMMIT, whether it is there tells whether the commit happened
         self.witness: tuple[int, int, bytes | None] | None = None
+        # (resource type, "create" | "update" | "delete") of each version written, for the
+        # store's on_commit observer
+        self.written: list[tuple[str, str]] = []
 
     def find(self, request: SearchRequest, limit: int) -> list[tuple[str, str]]:
         conn = _CursorConnection(self._cursor, self._dialect)
@@ -238,6 +241,7 @@ class SqlWriteTx:
         assert row is not None
         self._insert_version(row[0], record)
         self._insert_index(row[0], record.resource_type, index)
+        self.written.append((record.resource_type, "create"))
 
     def existing(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
         by_type: dict[str, list[str]] = {}
@@ -314,6 +318,7 @@ class SqlWriteTx:
                     self._cursor.executemany(sql, index_rows[kind])
         for _, (record, index) in keyed:
             self._note_spans(record.resource_type, index)
+        self.written.extend((record.resource_type, "create") for record, _ in items)
 
     def _copy(self, table: Table, rows: list[tuple[Any, ...]], skip: int = 0) -> None:
         if not rows:
@@ -352,6 +357,8 @@ class SqlWriteTx:
                 "del": record.deleted,
             },
         )
+        action = "delete" if record.deleted else ("create" if state.deleted else "update")
+        self.written.append((record.resource_type, action))
 
     def _insert_index(self, key: int, resource_type: str, index: IndexRows) -> None:
         for kind, sql in self._sql.insert_index.items():
@@ -405,6 +412,9 @@ class SqlStore:
         dbapi = engine.dialect.dbapi
         assert dbapi is not None
         self._dbapi: Any = dbapi
+        # Told (resource type, action) of each version a transaction wrote, once it committed
+        # (the API's metrics); it must not raise.
+        self.on_commit: Callable[[list[tuple[str, str]]], None] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -497,6 +507,8 @@ class SqlStore:
                         self._commit_outcome(tx, exc)  # raises unless it did commit
                     for span_key, span in tx.new_spans.items():
                         self._known_spans[span_key] = max(span, self._known_spans.get(span_key, -1))
+                    if self.on_commit is not None and tx.written:
+                        self.on_commit(tx.written)
                 except BaseException:
                     _rollback(cursor, self._dbapi)
                     raise
@@ -531,6 +543,37 @@ class SqlStore:
                 _log.warning("the connection died during COMMIT, which had succeeded")
                 return
             raise storage_error(exc) from exc
+
+    def count_by_type(self) -> dict[str, int]:
+        """How many current (not deleted) resources of each type there are: one grouped
+        count over `resource`, so callers cache it (the API's metrics refresh it at most every
+        FHIR_METRICS_COUNT_SECONDS)."""
+        statement = (
+            select(r.c.resource_type, func.count())
+            .where(r.c.deleted == false())
+            .group_by(r.c.resource_type)
+        )
+        with self.reading() as conn:
+            return {str(t): int(n) for t, n in conn.execute(statement)}
+
+    def pool_usage(self) -> dict[str, int]:
+        """The connection pool's state (QueuePool on both databases; another pool tells what
+        it has): size, checked_out, checked_in, overflow (open beyond size), max_overflow."""
+        pool: Any = self._engine.pool
+        out: dict[str, int] = {}
+        for name, method in (
+            ("size", "size"),
+            ("checked_out", "checkedout"),
+            ("checked_in", "checkedin"),
+            ("overflow", "overflow"),
+        ):
+            fn = getattr(pool, method, None)
+            if callable(fn):
+                out[name] = max(0, int(fn()))  # QueuePool's overflow is negative until used
+        max_overflow = getattr(pool, "_max_overflow", None)
+        if isinstance(max_overflow, int):
+            out["max_overflow"] = max_overflow
+        return out
 
     def read(self, resource_type: str, resource_id: str) -> VersionRecord | None:
         with self._raw() as connection:
