@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import threading
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any, get_args, get_origin
 
 from app.fhir.errors import Issue, UnknownTypeError
@@ -296,12 +297,8 @@ def json_issues(
     return walk.issues
 
 
-_REFERENCE: list[Any] = []
-
-
+@cache
 def _reference_class() -> Any:
-    if not _REFERENCE:
-        from fhir.resources.R4B.reference import Reference
+    from fhir.resources.R4B.reference import Reference
 
-        _REFERENCE.append(Reference)
-    return _REFERENCE[0]
+    return Reference

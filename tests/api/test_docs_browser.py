@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.live_server import live_server
+from tests.security.test_auth_api import secured_server
 
 CHROMIUM = Path(os.environ.get("FHIR_TEST_CHROMIUM", "/usr/bin/chromium"))
 HOST = "fhir.hospital.test"
@@ -273,21 +274,7 @@ def test_pages_name_only_local_assets(client: Any) -> None:
 def test_landing_page_needs_no_token_and_looks_nothing_up(
     database_url: str, admin_engines: dict[str, Any], tmp_path: Path
 ) -> None:
-    from app.config import Settings
-    from app.main import create_app
-    from tests.asgi_client import asgi_client
-    from tests.conftest import empty_database
-    from tests.security.keys import AUDIENCE, ISSUER, trusted_jwks
-
-    empty_database(database_url, admin_engines)
-    settings = Settings(
-        DATABASE_URL=database_url,
-        FHIR_MIGRATE_ON_START=False,
-        FHIR_AUTH_JWKS=str(trusted_jwks(tmp_path / "jwks.json")),
-        FHIR_AUTH_ISSUER=ISSUER,
-        FHIR_AUTH_AUDIENCE=AUDIENCE,
-    )
-    with asgi_client(create_app(settings)) as client:
+    with secured_server(database_url, admin_engines, tmp_path, []) as client:
         assert client.get("/fhir/metadata").status_code == 200
         assert client.get("/fhir/Patient").status_code == 401
         for path in ("/", "/docs", "/redoc", "/static/docs/favicon.png"):
