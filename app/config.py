@@ -44,8 +44,17 @@ class Settings(BaseSettings):
     # How long start-up waits for the database to answer before giving up.
     db_wait_seconds: float = Field(30.0, alias="FHIR_DB_WAIT_SECONDS", ge=0)
     db_pool_size: int = Field(10, alias="FHIR_DB_POOL_SIZE", gt=0)
+    # uvicorn worker processes of `serve` (its --workers overrides): the container's knob.
+    workers: int = Field(1, alias="FHIR_WORKERS", gt=0)
     sqlite_busy_timeout_ms: int = Field(10_000, alias="FHIR_SQLITE_BUSY_TIMEOUT_MS", ge=0)
     log_level: str = Field("info", alias="FHIR_LOG_LEVEL")
+    # `text` (a line for people at a terminal, the default) or `json` (one object a line, for
+    # log collectors: what a container should set); applied by `serve` (app/log_policy.py).
+    log_format: str = Field("text", alias="FHIR_LOG_FORMAT", pattern="^(text|json)$")
+    # OpenTelemetry tracing, off by default (it sends route templates and timings off the
+    # host, and costs per request); on, a span per request over OTLP/HTTP configured by the
+    # standard OTEL_* variables (app/api/tracing.py; needs the `otel` extra).
+    otel: bool = Field(False, alias="FHIR_OTEL")
     # /metrics: the resource counts by type are one grouped COUNT over the resource table,
     # run at most this often (between counts, this process's own writes are added to them).
     metrics_count_seconds: float = Field(60.0, alias="FHIR_METRICS_COUNT_SECONDS", ge=0)

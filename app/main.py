@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 
@@ -35,10 +37,36 @@ from app.storage.health import Readiness, migration_heads
 from app.storage.migrate import upgrade
 from app.storage.sql_store import SqlStore
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from app.api.tracing import Tracing
+
 log = logging.getLogger("app")
 
+# FastAPI 0.142+ traces, meters and logs requests itself whenever OpenTelemetry has a global
+# provider (opentelemetry-instrument, FASTAPI_OTEL_AUTO_CONFIGURE=true, a library that sets
+# one), with the raw path and query string (url.path, url.query) and exception messages: the
+# log policy forbids them. Off, always; FHIR_OTEL's spans (app/api/tracing.py) are the server's.
+_NO_FASTAPI_TELEMETRY = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+_FASTAPI_OPTIONS: dict[str, Any] = (
+    {"telemetry": _NO_FASTAPI_TELEMETRY}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None, *, span_exporter: SpanExporter | None = None
+) -> FastAPI:
+    """`span_exporter`: where spans go when FHIR_OTEL is on, instead of the exporter the
+    OTEL_* variables name (the tests' in-memory one)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -75,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     audit.close()  # what is queued is written before the engine closes
         finally:
             engine.dispose()
+            if tracing is not None:
+                tracing.shutdown()  # exports what is queued
 
     app = FastAPI(
         title="Ketamine infusion FHIR server",
@@ -83,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # FastAPI's pages load their assets from a CDN: app/api/docs.py's do not
         redoc_url=None,
+        **_FASTAPI_OPTIONS,
     )
     errors.install(app)
     openapi.install(app)  # names the schemas of /openapi.json as components
@@ -90,6 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuditMiddleware)
     # added last, so outermost: it times everything and its request id is there for the rest
     app.add_middleware(RequestLogMiddleware, observe=metrics.observe)  # and counts for /metrics
+    tracing: Tracing | None = None
+    if settings.otel:  # only then are OpenTelemetry's SDK and exporter imported
+        from app.api.tracing import install
+
+        # added after the others, so its span is the outermost
+        tracing = app.state.tracing = install(app, settings, span_exporter)
     fhir = [Depends(check_query)]
     protected = [*fhir, Depends(authenticate)]
     app.include_router(health_router)  # no token, no audit: outside /fhir

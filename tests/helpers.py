@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 FHIR_JSON = "application/fhir+json"
 JSON_HEADERS = {"Content-Type": FHIR_JSON}
@@ -110,3 +111,24 @@ def without_server_fields(resource: dict[str, Any]) -> dict[str, Any]:
     if meta:
         out["meta"] = meta
     return out
+
+
+def run_cli(
+    args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    **env: str,
+) -> tuple[int, str, str]:
+    """`python -m app ARGS` in this process with `env` set: (exit status, stdout, stderr)."""
+    from app import cli
+    from app.config import get_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        status = cli.main(args)
+    finally:
+        get_settings.cache_clear()
+    out, err = capsys.readouterr()
+    return status, out, err

@@ -22,9 +22,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from app import cli
 from app.case.load import load_case
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.fhir.service import ResourceService
 from app.main import create_app
 from app.storage.backup import integrity_check, libpq_url
@@ -34,6 +33,7 @@ from app.storage.sql_store import SqlStore
 from app.storage.tables import INDEX_TABLES
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
+from tests import helpers
 from tests.asgi_client import asgi_client
 from tests.conftest import empty_database
 from tests.helpers import pain_observation, patient
@@ -50,14 +50,7 @@ def case_search(patient_id: str) -> str:
 def run_cli(
     url: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str, str]:
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
-    try:
-        status = cli.main(args)
-    finally:
-        get_settings.cache_clear()
-    out, err = capsys.readouterr()
-    return status, out, err
+    return helpers.run_cli(args, monkeypatch, capsys, DATABASE_URL=url)
 
 
 def versions(engine: Engine) -> list[tuple[Any, ...]]:
@@ -208,7 +201,7 @@ def test_backup_refuses_what_it_cannot_do(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     status, _, err = run_cli(url, ["backup", str(tmp_path / "x.sqlite3")], monkeypatch, capsys)
-    assert status == 1
+    assert status == 2  # refused: nothing copied
     assert "no database at" in err  # and none was created
     assert not (tmp_path / "db.sqlite3").exists()
     engine = make_engine(Settings(DATABASE_URL=url))
@@ -217,7 +210,7 @@ def test_backup_refuses_what_it_cannot_do(
     taken = tmp_path / "taken.sqlite3"
     taken.write_bytes(b"")
     status, _, err = run_cli(url, ["backup", str(taken)], monkeypatch, capsys)
-    assert status == 1
+    assert status == 2
     assert "exists" in err
     assert taken.read_bytes() == b""
     # a directory receives a dated file

@@ -11,7 +11,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from app.api.auth import access
 from app.api.context import base_url, runtime
-from app.api.openapi import ERRORS, EXPORT_MANIFEST, header, header_parameter, query
+from app.api.openapi import (
+    ERRORS,
+    EXPORT_MANIFEST,
+    INTERACTION,
+    header,
+    header_parameter,
+    operation,
+    query,
+)
 from app.fhir import export
 from app.fhir.errors import (
     BadRequestError,
@@ -23,6 +31,8 @@ from app.fhir.errors import (
 router = APIRouter(
     prefix="/fhir", tags=["bulk data"], default_response_class=Response, responses=ERRORS
 )
+# The status, cancel and file requests are the asynchronous pattern's, of $export.
+_EXPORT = {INTERACTION: operation("export")}
 
 _KICK_OFF: dict[str, Any] = {
     "status_code": 202,
@@ -35,6 +45,7 @@ _KICK_OFF: dict[str, Any] = {
         }
     },
     "openapi_extra": {
+        INTERACTION: operation("export"),
         "parameters": [
             header_parameter("Prefer", {"type": "string"}, "respond-async (required: else 400)"),
             query("_type", {"type": "string"}, "Resource types, comma-separated"),
@@ -44,7 +55,7 @@ _KICK_OFF: dict[str, Any] = {
                 {"enum": [export.NDJSON, "application/ndjson", "ndjson"]},
                 "The files' format: NDJSON",
             ),
-        ]
+        ],
     },
 }
 
@@ -107,7 +118,7 @@ async def export_patients(request: Request) -> Response:
 
 @router.get(
     "/$export-status/{job_id}",
-    summary="export status: progress, or the manifest",
+    summary="export status: progress, or the manifest (of $export)",
     responses={
         200: {
             "description": "Complete: the manifest",
@@ -118,6 +129,7 @@ async def export_patients(request: Request) -> Response:
             "headers": {"X-Progress": header({"type": "string"}, "How far it is")},
         },
     },
+    openapi_extra=_EXPORT,
 )
 async def export_status(request: Request, job_id: str) -> Response:
     rt = runtime(request)
@@ -135,9 +147,10 @@ async def export_status(request: Request, job_id: str) -> Response:
 
 @router.delete(
     "/$export-status/{job_id}",
-    summary="cancel an export, or delete its files",
+    summary="export cancel: stop an export, or delete its files (of $export)",
     status_code=202,
     responses={202: {"description": "Cancelled, or its files deleted"}},
+    openapi_extra=_EXPORT,
 )
 async def export_cancel(request: Request, job_id: str) -> Response:
     rt = runtime(request)
@@ -147,8 +160,9 @@ async def export_cancel(request: Request, job_id: str) -> Response:
 
 @router.get(
     "/$export-file/{job_id}/{name}",
-    summary="one NDJSON file of a complete export",
+    summary="export file: one NDJSON file of a complete export (of $export)",
     responses={200: {"description": "The file", "content": {export.NDJSON: {}}}},
+    openapi_extra=_EXPORT,
 )
 async def export_file(request: Request, job_id: str, name: str) -> Response:
     rt = runtime(request)

@@ -12,16 +12,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.api.context import runtime
-from app.api.openapi import OPERATION_OUTCOME, STATUS_OK, fhir
+from app.api.openapi import INTERACTION, NOT_FHIR, OPERATION_OUTCOME, STATUS_OK, fhir
 from app.fhir.errors import ServiceUnavailableError
 
 router = APIRouter(tags=["health"], default_response_class=Response)
+_NOT_FHIR = {INTERACTION: NOT_FHIR}  # probes for orchestrators, not FHIR interactions
 _OK = {"description": "OK", "content": {"application/json": {"schema": STATUS_OK}}}
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-@router.get("/healthz", summary="liveness: the process answers", responses={200: _OK})
+@router.get(
+    "/healthz",
+    summary="liveness: the process answers",
+    responses={200: _OK},
+    openapi_extra=_NOT_FHIR,
+)
 async def healthz() -> Response:
     return JSONResponse({"status": "ok"}, headers=_NO_STORE)
 
@@ -30,6 +36,7 @@ async def healthz() -> Response:
     "/readyz",
     summary="readiness: the database answers, at the schema's head",
     responses={200: _OK, 503: fhir(OPERATION_OUTCOME, "Not ready, and why")},
+    openapi_extra=_NOT_FHIR,
 )
 async def readyz(request: Request) -> Response:
     rt = runtime(request)

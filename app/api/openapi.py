@@ -11,6 +11,15 @@ Path and query parameters are documented, never validated by FastAPI (`json_sche
 an unknown resource type is a 404 `not-supported` OperationOutcome, not a 422. The schemas are
 written here as dicts (FastAPI adds components only for pydantic models); `install` makes
 the app's document name them as components (OperationOutcome, Bundle, ...) and refer to them.
+
+The FHIR schemas here are small (resourceType, id, meta; a Bundle's entries; an
+OperationOutcome's issues), not fhir.resources' R4B models: those expanded for 141 types would
+make the document megabytes. What a FHIR integrator needs beyond them is added by `install`
+when the document is first built: each operation's FHIR interaction (`x-fhir-interaction`,
+declared by each route: a code of FHIR's restful-interaction value set, `operation $name`, or
+`none` outside the FHIR API), a search path per resource type with the type's search
+parameters (app/api/openapi_search.py), and examples taken from the shipped case
+(app/api/openapi_examples.py) under components/examples, to which the declarations here refer.
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.api import openapi_examples as ex
+from app.api import openapi_search
+from app.api.openapi_examples import example_refs
 from app.fhir.models import RESOURCE_TYPES
 from app.fhir.operation_definitions import DEFINITIONS
 
@@ -38,6 +50,32 @@ DATE_SEARCH = {
     "type": "string",
     "pattern": r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)?[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$",
 }
+
+# -- FHIR interactions ---------------------------------------------------------------------------
+# Each operation of the document states the FHIR interaction it implements under this key
+# (openapi_extra={INTERACTION: ...} on each route): a code of FHIR's restful-interaction value
+# set (http://hl7.org/fhir/R4B/valueset-restful-interaction.html), two joined by " or ",
+# `operation $name` (an operation's kick-off, and the requests that follow it), or `none` for a
+# route outside the FHIR API (the probes, SMART's discovery document).
+INTERACTION = "x-fhir-interaction"
+INTERACTIONS = frozenset(
+    {
+        *("read", "vread", "update", "patch", "delete", "create", "capabilities"),
+        *("history-instance", "history-type", "history-system", "search-type", "search-system"),
+        *("batch", "transaction", "operation"),
+    }
+)
+NOT_FHIR = "none"
+
+
+def operation(name: str) -> str:
+    """The interaction of FHIR operation `name` (without the $)."""
+    return f"operation ${name}"
+
+
+# The interaction of routes whose module does not declare one: (method, path) -> interaction.
+# SMART's discovery document (app/api/auth.py) is no FHIR interaction.
+_DECLARED_HERE = {("get", "/.well-known/smart-configuration"): NOT_FHIR}
 
 # -- schemas -------------------------------------------------------------------------------------
 RESOURCE: dict[str, Any] = {
@@ -266,13 +304,26 @@ SMART_CONFIGURATION: dict[str, Any] = {
 
 
 # -- responses -----------------------------------------------------------------------------------
-def fhir_content(schema: dict[str, Any]) -> dict[str, Any]:
-    """A FHIR body: JSON by default, XML by `_format` or Accept (the XML is not described)."""
-    return {FHIR_JSON: {"schema": schema}, FHIR_XML: {}}
+def fhir_content(schema: dict[str, Any], examples: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A FHIR body: JSON by default, XML by `_format` or Accept (the XML is not described).
+    `examples`: references to components/examples (example_refs)."""
+    json_body: dict[str, Any] = {"schema": schema}
+    if examples:
+        json_body["examples"] = examples
+    return {FHIR_JSON: json_body, FHIR_XML: {}}
 
 
-def fhir(schema: dict[str, Any], description: str, **headers: dict[str, Any]) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": fhir_content(schema)}
+def fhir(
+    schema: dict[str, Any],
+    description: str,
+    *,
+    examples: dict[str, Any] | None = None,
+    **headers: dict[str, Any],
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": fhir_content(schema, examples),
+    }
     if headers:
         response["headers"] = {name.replace("_", "-"): header for name, header in headers.items()}
     return response
@@ -292,6 +343,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         OPERATION_OUTCOME,
         "The request failed: an OperationOutcome says why (400 bad request, 404 unknown, "
         "406, 410 deleted, 412 version conflict, 413/414 too large, 415, 422 invalid ...)",
+        examples=example_refs(ex.OUTCOME_400, ex.OUTCOME_404, ex.OUTCOME_422),
     ),
     "5XX": fhir(
         OPERATION_OUTCOME,
@@ -300,14 +352,35 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     ),
 }
 
+# Examples of stored resources (a read's answer, a write's with return=representation).
+STORED_EXAMPLES = example_refs(ex.ADMINISTRATION_STORED, ex.OBSERVATION_STORED)
 RESOURCE_READ: dict[int | str, dict[str, Any]] = {
-    200: fhir(RESOURCE, "The resource", ETag=ETAG, Last_Modified=LAST_MODIFIED),
+    200: fhir(
+        RESOURCE,
+        "The resource",
+        examples=STORED_EXAMPLES,
+        ETag=ETAG,
+        Last_Modified=LAST_MODIFIED,
+    ),
 }
 WRITTEN: dict[int | str, dict[str, Any]] = {
-    200: fhir(RESOURCE, "Updated (or, conditional create, the one match)", ETag=ETAG),
-    201: fhir(RESOURCE, "Created", ETag=ETAG, Location=LOCATION),
+    200: fhir(
+        RESOURCE,
+        "Updated (or, conditional create, the one match)",
+        examples=STORED_EXAMPLES,
+        ETag=ETAG,
+    ),
+    201: fhir(RESOURCE, "Created", examples=STORED_EXAMPLES, ETag=ETAG, Location=LOCATION),
 }
+# Request bodies: a create's (no id) and an update's (the id of the URL).
+CREATE_EXAMPLES = example_refs(ex.ADMINISTRATION_CREATE, ex.OBSERVATION_CREATE)
+UPDATE_EXAMPLES = example_refs(ex.ADMINISTRATION_UPDATE, ex.OBSERVATION_UPDATE)
+# The searchset example is an Observation search's (it is shown on GET /fhir/Observation too).
+SEARCHSET_EXAMPLES = {"Observation": example_refs(ex.PAIN_SEARCHSET)}
 BUNDLE_OK: dict[int | str, dict[str, Any]] = {200: fhir(BUNDLE, "A Bundle")}
+SEARCHSET_OK: dict[int | str, dict[str, Any]] = {
+    200: fhir(BUNDLE, "A searchset Bundle", examples=SEARCHSET_EXAMPLES["Observation"])
+}
 PARAMETERS_OK: dict[int | str, dict[str, Any]] = {200: fhir(PARAMETERS, "The results")}
 OUTCOME_OK: dict[int | str, dict[str, Any]] = {200: fhir(OPERATION_OUTCOME, "The issues found")}
 DELETED: dict[int | str, dict[str, Any]] = {
@@ -470,9 +543,15 @@ def operation_body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {FHIR_JSON: {"schema": schema}}}
 
 
-def body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    """A FHIR body (described as JSON; application/fhir+xml is taken too)."""
-    return {"required": required, "content": {FHIR_JSON: {"schema": schema}}}
+def body(
+    schema: dict[str, Any], required: bool = True, examples: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A FHIR body (described as JSON; application/fhir+xml is taken too), with `examples`
+    (references to components/examples)."""
+    content: dict[str, Any] = {"schema": schema}
+    if examples:
+        content["examples"] = examples
+    return {"required": required, "content": {FHIR_JSON: content}}
 
 
 def form_body(parameters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -524,24 +603,66 @@ def _refer(node: Any, found: dict[str, Any]) -> Any:
     return {key: _refer(value, found) for key, value in node.items()}
 
 
+TAGS = [
+    {
+        "name": "system",
+        "description": "The whole server: capabilities, search-system, history-system, "
+        "transaction or batch, SMART discovery",
+    },
+    {"name": openapi_search.TAG, "description": openapi_search.TAG_DESCRIPTION},
+    {
+        "name": "type",
+        "description": "A resource type (any of R4B's in the path): search-type, create, "
+        "conditional update, patch and delete, $validate",
+    },
+    {
+        "name": "instance",
+        "description": "One resource: read, vread, update, patch, delete, $validate",
+    },
+    {"name": "history", "description": "Every version of a resource, or of a type"},
+    {
+        "name": "operations",
+        "description": "The clinical operations of ketamine infusion therapy (each with an "
+        "OperationDefinition) and FHIR's $everything, $stats and $lastn",
+    },
+    {
+        "name": "bulk data",
+        "description": "FHIR Bulk Data Access 2.0: $export kick-off, status, files, cancel",
+    },
+    {"name": "health", "description": "Probes for orchestrators (not FHIR)"},
+]
+
+
+def _build(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's document made FHIR's: schemas as components, each operation's interaction,
+    the search paths per type, the case's examples, the tags described."""
+    found: dict[str, Any] = {}
+    document["paths"] = _refer(document["paths"], found)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    pending = list(found)
+    while pending:  # a component's own parts are referred to too (a Bundle's Resource)
+        name = pending.pop()
+        if name not in components:
+            components[name] = {k: _refer(v, found) for k, v in COMPONENTS[name].items()}
+            pending.extend(n for n in found if n not in components)
+    document["components"]["schemas"] = dict(sorted(components.items()))
+    for path, item in document["paths"].items():
+        for method, declared in item.items():
+            if (method, path) in _DECLARED_HERE:
+                declared.setdefault(INTERACTION, _DECLARED_HERE[method, path])
+    openapi_search.add_type_searches(document, SEARCHSET_EXAMPLES)
+    ex.install_examples(document)
+    document["tags"] = [dict(tag) for tag in TAGS]
+    return document
+
+
 def install(app: FastAPI) -> None:
-    """The app's /openapi.json with the components named (built once, like FastAPI's)."""
+    """The app's /openapi.json made FHIR's (`_build`), built once like FastAPI's."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = generate()
-            found: dict[str, Any] = {}
-            document["paths"] = _refer(document["paths"], found)
-            components = document.setdefault("components", {}).setdefault("schemas", {})
-            pending = list(found)
-            while pending:  # a component's own parts are referred to too (a Bundle's Resource)
-                name = pending.pop()
-                if name not in components:
-                    components[name] = {k: _refer(v, found) for k, v in COMPONENTS[name].items()}
-                    pending.extend(n for n in found if n not in components)
-            document["components"]["schemas"] = dict(sorted(components.items()))
-            app.openapi_schema = document
+            app.openapi_schema = _build(generate())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -550,7 +671,7 @@ def install(app: FastAPI) -> None:
 
 def _serve_cached(app: FastAPI) -> None:
     """FastAPI's /openapi.json route, but serialising the document once (per root path; it
-    JSON-encoded the ~90 KB document on every request) instead of each time."""
+    JSON-encoded the ~240 KB document on every request) instead of each time."""
     if not app.openapi_url:
         return
     cached: dict[str, bytes] = {}

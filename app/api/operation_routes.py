@@ -14,19 +14,23 @@ from app.api.auth import access
 from app.api.context import base_url, parse_body, read_body, runtime
 from app.api.openapi import (
     BUNDLE_OK,
+    CREATE_EXAMPLES,
     ERRORS,
     FHIR_JSON,
     FHIR_XML,
     FORMAT,
+    INTERACTION,
     OUTCOME_OK,
     PARAMETERS_OK,
     PATIENT_ID,
     RESOURCE,
     RESOURCE_ID,
     RESOURCE_TYPE,
+    UPDATE_EXAMPLES,
     body,
     fhir,
     fhir_content,
+    operation,
     operation_body,
     operation_parameters,
     query,
@@ -51,7 +55,10 @@ def _get(name: str, *extra: dict[str, Any]) -> dict[str, Any]:
     """The GET form's declaration: the operation's input parameters in the query."""
     return {
         "responses": PARAMETERS_OK,
-        "openapi_extra": {"parameters": [*operation_parameters(name, *extra), *FORMAT]},
+        "openapi_extra": {
+            INTERACTION: operation(name),
+            "parameters": [*operation_parameters(name, *extra), *FORMAT],
+        },
     }
 
 
@@ -60,7 +67,11 @@ def _post(name: str, summary: str) -> dict[str, Any]:
     return {
         "summary": f"{summary} (POST: the parameters in a Parameters body)",
         "responses": PARAMETERS_OK,
-        "openapi_extra": {"requestBody": operation_body(name), "parameters": FORMAT},
+        "openapi_extra": {
+            INTERACTION: operation(name),
+            "requestBody": operation_body(name),
+            "parameters": FORMAT,
+        },
     }
 
 
@@ -176,7 +187,7 @@ async def fibromyalgia_criteria_patient(request: Request, patient_id: Patient) -
     summary="OperationDefinition: this server's operations, or a stored one",
     tags=["instance"],
     responses={200: fhir(RESOURCE, "The OperationDefinition (a stored one with ETag)")},
-    openapi_extra={"parameters": FORMAT},
+    openapi_extra={INTERACTION: "read", "parameters": FORMAT},
 )
 async def operation_definition(request: Request, name: Annotated[str, RESOURCE_ID]) -> Response:
     definition = DEFINITIONS.get(name)
@@ -191,13 +202,14 @@ async def operation_definition(request: Request, name: Annotated[str, RESOURCE_I
     summary="everything: the patient and every resource that refers to it (paged)",
     responses=BUNDLE_OK,
     openapi_extra={
+        INTERACTION: operation("everything"),
         "parameters": [
             *operation_parameters(
                 "everything",
                 query("_offset", {"type": "integer", "minimum": 0}, "Where the page starts"),
             ),
             *FORMAT,
-        ]
+        ],
     },
 )
 async def everything(request: Request, patient_id: Patient) -> Response:
@@ -244,6 +256,7 @@ async def observation_stats(request: Request) -> Response:
     description="Any Observation search parameter selects them; patient or subject is needed.",
     responses=BUNDLE_OK,
     openapi_extra={
+        INTERACTION: operation("lastn"),
         "parameters": [
             *operation_parameters(
                 "lastn",
@@ -252,7 +265,7 @@ async def observation_stats(request: Request) -> Response:
                 query("category", {"type": "string"}, "Categories (system|code)"),
             ),
             *FORMAT,
-        ]
+        ],
     },
 )
 async def lastn(request: Request) -> Response:
@@ -295,7 +308,11 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
     summary="validate: check a resource (in the body, or in a Parameters 'resource')",
     tags=["type"],
     responses=OUTCOME_OK,
-    openapi_extra={"requestBody": body(RESOURCE), "parameters": FORMAT},
+    openapi_extra={
+        INTERACTION: operation("validate"),
+        "requestBody": body(RESOURCE, examples=CREATE_EXAMPLES),
+        "parameters": FORMAT,
+    },
 )
 async def validate_type(request: Request, resource_type: Annotated[str, RESOURCE_TYPE]) -> Response:
     return await _validate(request, resource_type, None)
@@ -306,14 +323,18 @@ async def validate_type(request: Request, resource_type: Annotated[str, RESOURCE
     summary="validate: check the stored resource",
     tags=["instance"],
     responses=OUTCOME_OK,
-    openapi_extra={"parameters": FORMAT},
+    openapi_extra={INTERACTION: operation("validate"), "parameters": FORMAT},
 )
 @router.post(
     "/{resource_type}/{resource_id}/$validate",
     summary="validate: check a resource for this id (the body, or the stored one)",
     tags=["instance"],
     responses=OUTCOME_OK,
-    openapi_extra={"requestBody": body(RESOURCE, required=False), "parameters": FORMAT},
+    openapi_extra={
+        INTERACTION: operation("validate"),
+        "requestBody": body(RESOURCE, required=False, examples=UPDATE_EXAMPLES),
+        "parameters": FORMAT,
+    },
 )
 async def validate_instance(
     request: Request,
@@ -336,6 +357,7 @@ _COURSE_MEDIA = {"svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
         }
     },
     openapi_extra={
+        INTERACTION: operation("clinical-course"),
         "parameters": [
             *operation_parameters("clinical-course"),
             query(
@@ -344,7 +366,7 @@ _COURSE_MEDIA = {"svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
                 "svg or html for the chart, a FHIR format for a Binary (else by Accept)",
             ),
             query("_pretty", {"enum": ["true", "false"]}, "Indented output"),
-        ]
+        ],
     },
 )
 async def clinical_course(request: Request, patient_id: Patient) -> Response:

@@ -12,7 +12,11 @@ response is out writes one INFO record to the "app.access" logger:
 
 The route is the matched route's template; a path no route matched is `<unmatched>`, never the
 path itself. The same fields are on the record as attributes (`record.route`, ...) for
-structured handlers.
+structured handlers: with FHIR_LOG_FORMAT=json they are the line's top-level keys.
+
+While the request is handled its id is in app/log_policy.py's REQUEST_ID context variable, so
+RequestContextFilter puts it on any record written meanwhile (the error handler's, the
+database layer's, uvicorn's "Exception in ASGI application").
 
 The rest of the policy (tracebacks without messages, the served process's log configuration)
 is app/log_policy.py."""
@@ -30,8 +34,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.fhir.access import Access
 from app.fhir.models import RESOURCE_TYPES
+from app.log_policy import ACCESS_LOGGER, REQUEST_ID
 
-log = logging.getLogger("app.access")
+log = logging.getLogger(ACCESS_LOGGER)
 
 HEADER = "X-Request-Id"
 _HEADER_KEY = HEADER.lower().encode("latin-1")
@@ -95,6 +100,7 @@ class RequestLogMiddleware:
         began = time.perf_counter()
         rid = request_id(scope)
         scope.setdefault("state", {})["request_id"] = rid
+        token = REQUEST_ID.set(rid)
         status = 500
         header = (_HEADER_KEY, rid.encode("latin-1"))
 
@@ -112,6 +118,11 @@ class RequestLogMiddleware:
             if self.observe is not None:
                 self.observe(scope, status, seconds)
             _emit(scope, rid, status, seconds * 1000)
+        # Reset only when the request ended normally. An exception goes on to Starlette's
+        # ServerErrorMiddleware, outside this one, whose 500 handler (api/errors.py) and then
+        # uvicorn log it in this same task: they keep the id. Each request runs in a task of
+        # its own (uvicorn, httpx's ASGITransport), so the id ends with it either way.
+        REQUEST_ID.reset(token)
 
 
 def _emit(scope: Scope, rid: str, status: int, duration_ms: float) -> None:

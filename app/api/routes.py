@@ -19,12 +19,14 @@ from app.api.openapi import (
     BUNDLE,
     BUNDLE_OK,
     CAPABILITY_STATEMENT,
+    CREATE_EXAMPLES,
     DATE_SEARCH,
     DELETED,
     ERRORS,
     FORMAT,
     HISTORY,
     IF_MATCH,
+    INTERACTION,
     JSON_PATCH,
     JSON_PATCH_DOCUMENT,
     PROVENANCE,
@@ -35,8 +37,10 @@ from app.api.openapi import (
     RESOURCE_TYPE,
     SEARCH,
     SEARCH_NOTE,
+    SEARCHSET_OK,
     SYSTEM_SEARCH,
     TRANSACTION,
+    UPDATE_EXAMPLES,
     VERSION_ID,
     WRITTEN,
     body,
@@ -77,6 +81,11 @@ _CONDITION = [
     query("_profile", {"type": "string"}, "meta.profile"),
 ]
 _CONDITION_NOTE = " The criteria: any search parameters of the type (at least one)."
+SEARCH_BY_TYPE_NOTE = (
+    " Each type's own search parameters are listed under 'search by type' (GET /fhir/Patient, "
+    "GET /fhir/Observation, ...) for the types of ketamine therapy, and for every type in "
+    "the CapabilityStatement (GET /fhir/metadata, rest.resource.searchParam)."
+)
 
 
 def _provenance(request: Request, allowed: Access) -> dict[str, Any] | None:
@@ -110,7 +119,7 @@ def _written(request: Request, result: WriteResult) -> Response:
     summary="capabilities: the server's CapabilityStatement",
     tags=["system"],
     responses={200: fhir(CAPABILITY_STATEMENT, "The CapabilityStatement")},
-    openapi_extra={"parameters": FORMAT},
+    openapi_extra={INTERACTION: "capabilities", "parameters": FORMAT},
 )
 async def metadata(request: Request) -> Response:
     settings = runtime(request).settings
@@ -162,7 +171,10 @@ async def _history(
 
 
 async def _search(
-    request: Request, resource_types: tuple[str, ...], pairs: list[tuple[str, str]]
+    request: Request,
+    resource_types: tuple[str, ...],
+    pairs: list[tuple[str, str]],
+    system: bool = False,
 ) -> Response:
     rt = runtime(request)
     allowed = access(request)
@@ -185,13 +197,10 @@ async def _search(
         rt.settings.default_page_size,
         rt.settings.max_page_size,
         negotiation.strict_handling(request),
+        system,
     )
     base = base_url(request)
-    link = (
-        f"{base}/{resource_types[0]}"
-        if len(resource_types) == 1 and "_type" not in dict(pairs)
-        else base
-    )
+    link = base if system else f"{base}/{resource_types[0]}"
     if not allowed.everyone:
         included = [r for r in page.includes if allowed.readable(r.resource_type)]
         page = replace(page, includes=included)
@@ -227,11 +236,11 @@ def _types(pairs: list[tuple[str, str]]) -> tuple[str, ...]:
     description="A searchset Bundle." + SEARCH_NOTE,
     tags=["system"],
     responses=BUNDLE_OK,
-    openapi_extra={"parameters": SYSTEM_SEARCH},
+    openapi_extra={INTERACTION: "search-system", "parameters": SYSTEM_SEARCH},
 )
 async def search_system(request: Request) -> Response:
     pairs = list(request.query_params.multi_items())
-    return await _search(request, _types(pairs), pairs)
+    return await _search(request, _types(pairs), pairs, system=True)
 
 
 @router.post(
@@ -239,11 +248,11 @@ async def search_system(request: Request) -> Response:
     summary="search-system by POST (form-encoded parameters)",
     tags=["system"],
     responses=BUNDLE_OK,
-    openapi_extra={"requestBody": form_body(SYSTEM_SEARCH)},
+    openapi_extra={INTERACTION: "search-system", "requestBody": form_body(SYSTEM_SEARCH)},
 )
 async def search_system_post(request: Request) -> Response:
     pairs = await _form_pairs(request)
-    return await _search(request, _types(pairs), pairs)
+    return await _search(request, _types(pairs), pairs, system=True)
 
 
 @router.get(
@@ -251,7 +260,7 @@ async def search_system_post(request: Request) -> Response:
     summary="history-system: every change on the server",
     tags=["system"],
     responses=BUNDLE_OK,
-    openapi_extra={"parameters": HISTORY},
+    openapi_extra={INTERACTION: "history-system", "parameters": HISTORY},
 )
 async def history_system(request: Request) -> Response:
     return await _history(request, None, None)
@@ -262,7 +271,7 @@ async def history_system(request: Request) -> Response:
     summary="history-type: every change to a type",
     tags=["history"],
     responses=BUNDLE_OK,
-    openapi_extra={"parameters": HISTORY},
+    openapi_extra={INTERACTION: "history-type", "parameters": HISTORY},
 )
 async def history_type(request: Request, resource_type: Type) -> Response:
     return await _history(request, require_resource_type(resource_type), None)
@@ -271,10 +280,10 @@ async def history_type(request: Request, resource_type: Type) -> Response:
 @router.get(
     "/{resource_type}",
     summary="search-type: resources of a type matching the query",
-    description="A searchset Bundle." + SEARCH_NOTE,
+    description="A searchset Bundle." + SEARCH_NOTE + SEARCH_BY_TYPE_NOTE,
     tags=["type"],
-    responses=BUNDLE_OK,
-    openapi_extra={"parameters": SEARCH},
+    responses=SEARCHSET_OK,
+    openapi_extra={INTERACTION: "search-type", "parameters": SEARCH},
 )
 async def search_type(request: Request, resource_type: Type) -> Response:
     require_resource_type(resource_type)
@@ -285,8 +294,8 @@ async def search_type(request: Request, resource_type: Type) -> Response:
     "/{resource_type}/_search",
     summary="search-type by POST (form-encoded parameters)",
     tags=["type"],
-    responses=BUNDLE_OK,
-    openapi_extra={"requestBody": form_body(SEARCH)},
+    responses=SEARCHSET_OK,
+    openapi_extra={INTERACTION: "search-type", "requestBody": form_body(SEARCH)},
 )
 async def search_type_post(request: Request, resource_type: Type) -> Response:
     require_resource_type(resource_type)
@@ -298,7 +307,7 @@ async def search_type_post(request: Request, resource_type: Type) -> Response:
     summary="history-instance: every version of a resource",
     tags=["history"],
     responses=BUNDLE_OK,
-    openapi_extra={"parameters": HISTORY},
+    openapi_extra={INTERACTION: "history-instance", "parameters": HISTORY},
 )
 async def history_instance(request: Request, resource_type: Type, resource_id: Id) -> Response:
     return await _history(request, require_resource_type(resource_type), resource_id)
@@ -309,7 +318,7 @@ async def history_instance(request: Request, resource_type: Type, resource_id: I
     summary="vread: one version of a resource",
     tags=["instance"],
     responses=RESOURCE_READ,
-    openapi_extra={"parameters": FORMAT},
+    openapi_extra={INTERACTION: "vread", "parameters": FORMAT},
 )
 async def vread(
     request: Request,
@@ -333,7 +342,8 @@ async def vread(
     tags=["type"],
     responses=WRITTEN,
     openapi_extra={
-        "requestBody": body(RESOURCE),
+        INTERACTION: "create",
+        "requestBody": body(RESOURCE, examples=CREATE_EXAMPLES),
         "parameters": [
             *FORMAT,
             header_parameter(
@@ -365,7 +375,7 @@ async def create(request: Request, resource_type: Type) -> Response:
         **RESOURCE_READ,
         304: {"description": "Not modified (If-None-Match, If-Modified-Since)"},
     },
-    openapi_extra={"parameters": [*FORMAT, *READ_HEADERS]},
+    openapi_extra={INTERACTION: "read", "parameters": [*FORMAT, *READ_HEADERS]},
 )
 async def read(request: Request, resource_type: Type, resource_id: Id) -> Response:
     rt = runtime(request)
@@ -384,7 +394,8 @@ async def read(request: Request, resource_type: Type, resource_id: Id) -> Respon
     tags=["instance"],
     responses=WRITTEN,
     openapi_extra={
-        "requestBody": body(RESOURCE),
+        INTERACTION: "update",
+        "requestBody": body(RESOURCE, examples=UPDATE_EXAMPLES),
         "parameters": [
             *FORMAT,
             IF_MATCH,
@@ -422,6 +433,7 @@ async def update(request: Request, resource_type: Type, resource_id: Id) -> Resp
     tags=["instance"],
     responses={200: fhir(RESOURCE, "The patched resource")},
     openapi_extra={
+        INTERACTION: "patch",
         "requestBody": {"required": True, "content": {JSON_PATCH: {"schema": JSON_PATCH_DOCUMENT}}},
         "parameters": [*FORMAT, IF_MATCH, PROVENANCE],
     },
@@ -445,7 +457,7 @@ async def patch(request: Request, resource_type: Type, resource_id: Id) -> Respo
     summary="delete: mark the resource deleted",
     tags=["instance"],
     responses=DELETED,
-    openapi_extra={"parameters": [IF_MATCH]},
+    openapi_extra={INTERACTION: "delete", "parameters": [IF_MATCH]},
 )
 async def delete(request: Request, resource_type: Type, resource_id: Id) -> Response:
     rt = runtime(request)
@@ -475,7 +487,11 @@ async def delete(request: Request, resource_type: Type, resource_id: Id) -> Resp
     summary="transaction or batch: a Bundle of interactions",
     tags=["system"],
     responses={200: fhir(BUNDLE, "A transaction-response or batch-response Bundle")},
-    openapi_extra={"requestBody": body(TRANSACTION), "parameters": FORMAT},
+    openapi_extra={
+        INTERACTION: "transaction or batch",
+        "requestBody": body(TRANSACTION),
+        "parameters": FORMAT,
+    },
 )
 async def transaction(request: Request) -> Response:
     rt = runtime(request)
@@ -527,7 +543,8 @@ def _condition(request: Request, what: str) -> str:
     tags=["type"],
     responses=WRITTEN,
     openapi_extra={
-        "requestBody": body(RESOURCE),
+        INTERACTION: "update",
+        "requestBody": body(RESOURCE, examples=CREATE_EXAMPLES),
         "parameters": [*_CONDITION, IF_MATCH, PROVENANCE],
     },
 )
@@ -560,6 +577,7 @@ async def conditional_update(request: Request, resource_type: Type) -> Response:
     tags=["type"],
     responses={200: fhir(RESOURCE, "The patched resource")},
     openapi_extra={
+        INTERACTION: "patch",
         "requestBody": {"required": True, "content": {JSON_PATCH: {"schema": JSON_PATCH_DOCUMENT}}},
         "parameters": [*_CONDITION, IF_MATCH, PROVENANCE],
     },
@@ -587,7 +605,7 @@ async def conditional_patch(request: Request, resource_type: Type) -> Response:
     description="Several matches: 412, unless FHIR_CONDITIONAL_DELETE_MULTIPLE." + _CONDITION_NOTE,
     tags=["type"],
     responses=DELETED,
-    openapi_extra={"parameters": _CONDITION},
+    openapi_extra={INTERACTION: "delete", "parameters": _CONDITION},
 )
 async def conditional_delete(request: Request, resource_type: Type) -> Response:
     rt = runtime(request)

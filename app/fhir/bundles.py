@@ -79,6 +79,9 @@ def searchset_bundle(
 ) -> bytes:
     """`link` is the search URL, `params` the query without _offset (kept in paging links)."""
     count = request.count
+    if request.unknown:  # the links carry the parameters the search used, not those ignored
+        ignored = set(request.unknown)
+        params = [(k, v) for k, v in params if k not in ignored]
 
     def at(offset: int) -> str:
         return link_url(link, [*params, ("_offset", str(offset))] if offset else params)

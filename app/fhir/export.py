@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,14 @@ def kick_off(
     owner: str | None = None,
 ) -> ExportJob:
     """Check the request's parameters and record the job (not yet run)."""
+    types, since = parameters(params)
+    job = ExportJob(new_id(), "accepted", request_url, level, types, since, now(), owner=owner)
+    store.save_job(job)
+    return job
+
+
+def parameters(params: list[tuple[str, str]]) -> tuple[tuple[str, ...], datetime | None]:
+    """The types and `_since` of $export's parameters (BadRequestError when one is wrong)."""
     unknown = sorted({k for k, _ in params} - _SUPPORTED)
     if unknown:
         raise BadRequestError(
@@ -87,8 +96,8 @@ def kick_off(
             f"_outputFormat '{fmt}' is not supported: use {NDJSON}", ("_outputFormat",)
         )
     types: tuple[str, ...] = ()
-    if "_type" in values:
-        names = [t.strip() for v in values["_type"].split(",") if (t := v.strip())]
+    if "_type" in values:  # repeated, its lists are joined
+        names = [t for k, v in params if k == "_type" for n in v.split(",") if (t := n.strip())]
         for name in names:
             try:
                 require_resource_type(name)
@@ -98,51 +107,66 @@ def kick_off(
     since = None
     if "_since" in values:
         since = parse_range(values["_since"], "_since")[0]
-    job = ExportJob(new_id(), "accepted", request_url, level, types, since, now(), owner=owner)
-    store.save_job(job)
-    return job
+    return types, since
+
+
+def write_files(
+    store: ExportStore,
+    target: Path,
+    types: tuple[str, ...],
+    since: datetime | None,
+    until: datetime,
+    patient_compartment: bool = False,
+    after_batch: Callable[[int], object] | None = None,
+) -> dict[str, int]:
+    """Write the current resources changed in (since, until] as `<type>.ndjson` files in
+    `target`, a batch at a time; `after_batch(written so far)` may raise to stop. Returns the
+    count per type written."""
+    counts: dict[str, int] = {}
+    files: dict[str, Any] = {}
+    after = -1
+    written = 0
+    try:
+        while rows := store.scan(types, since, until, patient_compartment, after, BATCH):
+            for key, resource_type, content in rows:
+                stream = files.get(resource_type)
+                if stream is None:
+                    stream = files[resource_type] = (target / f"{resource_type}.ndjson").open("wb")
+                stream.write(content)
+                stream.write(b"\n")
+                counts[resource_type] = counts.get(resource_type, 0) + 1
+                after = key
+            written += len(rows)
+            if after_batch is not None:
+                after_batch(written)
+    finally:
+        for stream in files.values():
+            stream.close()
+    return counts
 
 
 def run(store: ExportStore, job: ExportJob, directory: Path) -> None:
     """Write the job's files; the job ends complete, failed or (if deleted meanwhile) gone."""
     target = directory / job.job_id
+
+    def progress(written: int) -> None:
+        current = store.get_job(job.job_id)
+        if current is None or current.status == "cancelled":
+            raise _Cancelled
+        job.progress = f"{written:,} resources written"
+        store.save_job(job)
+
     try:
         target.mkdir(parents=True, exist_ok=True)
-        counts: dict[str, int] = {}
-        files: dict[str, Any] = {}
-        after = -1
-        written = 0
-        try:
-            while True:
-                rows = store.scan(
-                    job.types,
-                    job.since,
-                    job.transaction_time,
-                    job.level == "patient",
-                    after,
-                    BATCH,
-                )
-                if not rows:
-                    break
-                for key, resource_type, content in rows:
-                    stream = files.get(resource_type)
-                    if stream is None:
-                        stream = files[resource_type] = (target / f"{resource_type}.ndjson").open(
-                            "wb"
-                        )
-                    stream.write(content)
-                    stream.write(b"\n")
-                    counts[resource_type] = counts.get(resource_type, 0) + 1
-                    after = key
-                written += len(rows)
-                current = store.get_job(job.job_id)
-                if current is None or current.status == "cancelled":
-                    raise _Cancelled
-                job.progress = f"{written:,} resources written"
-                store.save_job(job)
-        finally:
-            for stream in files.values():
-                stream.close()
+        counts = write_files(
+            store,
+            target,
+            job.types,
+            job.since,
+            job.transaction_time,
+            job.level == "patient",
+            progress,
+        )
         job.output = [
             {"type": resource_type, "file": f"{resource_type}.ndjson", "count": count}
             for resource_type, count in sorted(counts.items())

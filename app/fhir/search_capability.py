@@ -6,7 +6,7 @@ from typing import Any
 
 from app.fhir import capability
 from app.search.query import TYPE_MODIFIERS
-from app.search.registry import params_for
+from app.search.registry import params_for, supported
 
 _COMMON_ONLY = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
@@ -14,7 +14,7 @@ _COMMON_ONLY = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source
 def _search_params(resource_type: str) -> list[dict[str, Any]]:
     out = []
     for code, definition in sorted(params_for(resource_type).items()):
-        if definition.type == "special":
+        if not supported(definition):
             continue
         modifiers = sorted(TYPE_MODIFIERS.get(definition.type, ()))
         documentation = definition.description

@@ -129,13 +129,19 @@ class ResourceService:
         default_count: int,
         max_count: int,
         strict: bool = False,
+        system: bool = False,
     ) -> tuple[SearchRequest, SearchPage, dict[str, Any] | None]:
-        """Parse and run a search. Unknown parameters are ignored and reported in the returned
-        OperationOutcome, or refused (400) when the client asked for strict handling."""
+        """Parse and run a search (`system`: of the whole server, where `_type` names the
+        types). Unknown parameters are ignored and reported in the returned OperationOutcome,
+        or refused (400) when the client asked for strict handling."""
         for resource_type in resource_types:
             require_resource_type(resource_type)
         parse_types = resource_types or (ANY_TYPE,)
+        misplaced = [] if system else [k for k, _ in pairs if k == "_type"]
+        if misplaced:  # _type is a system search's; on one type it is unknown
+            pairs = [(k, v) for k, v in pairs if k != "_type"]
         request = parse_search(parse_types, pairs, default_count, max_count)
+        request.unknown.extend(misplaced[:1])
         request.resource_types = resource_types
         outcome = None
         if request.unknown:

@@ -370,7 +370,9 @@ def parse_criterion(
         values = tuple(parse_date(v, name) for raw in raw_values for v in split_escaped(raw, ","))
         return Criterion(resource_type, code, "_lastUpdated", None, values)
     definition = param(resource_type, code)
-    if definition is None:
+    if definition is None or definition.expression is None:
+        # No expression (_text, _content, _list, _query, _filter, _type on a type): nothing
+        # is indexed for it, so it is unknown here rather than a criterion matching nothing.
         return None
     if chained:
         return _parse_chain(resource_type, definition, modifier_value, chained, name, raw_values)

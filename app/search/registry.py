@@ -85,6 +85,15 @@ def params_for(resource_type: str) -> dict[str, SearchParamDef]:
     return found
 
 
+def supported(definition: SearchParamDef) -> bool:
+    """Whether the server searches by it. Not: `special` ones (Location.near) and those with
+    no expression (_text, _content, _list, _query, _filter; _type outside a system search),
+    of which nothing is indexed; `_has` has none but is read from the name (`_has:...`)."""
+    if definition.type == "special":
+        return False
+    return definition.expression is not None or definition.code == "_has"
+
+
 def param(resource_type: str, code: str) -> SearchParamDef | None:
     return params_for(resource_type).get(code)
 

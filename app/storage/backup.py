@@ -28,6 +28,10 @@ class BackupError(Exception):
     """The backup could not be made (the message says why); nothing was left at DEST."""
 
 
+class BackupRefused(BackupError):
+    """Nothing was copied: the source or destination is not one a backup can use."""
+
+
 @dataclass(frozen=True, slots=True)
 class BackupResult:
     path: Path
@@ -57,7 +61,7 @@ def sqlite_path(database_url: str) -> str | None:
         return None
     database = url.database
     if not database or database == ":memory:" or "mode=memory" in database:
-        raise BackupError("an in-memory SQLite database cannot be backed up")
+        raise BackupRefused("an in-memory SQLite database cannot be backed up")
     return database
 
 
@@ -68,12 +72,12 @@ def backup_sqlite(source: str, dest: Path, *, busy_timeout_s: float = 10.0) -> B
     if dest.is_dir():
         dest = dest / f"fhir-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.sqlite3"
     if dest.exists():
-        raise BackupError(f"{dest} exists; give a new file name (a backup never overwrites)")
+        raise BackupRefused(f"{dest} exists; give a new file name (a backup never overwrites)")
     if not dest.parent.is_dir():
-        raise BackupError(f"{dest.parent} is not a directory")
+        raise BackupRefused(f"{dest.parent} is not a directory")
     uri = source if source.startswith("file:") else f"{Path(source).resolve().as_uri()}?mode=ro"
     if not source.startswith("file:") and not Path(source).is_file():
-        raise BackupError(f"no database at {source}")
+        raise BackupRefused(f"no database at {source}")
     partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     try:
         src = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s)

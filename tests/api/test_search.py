@@ -311,6 +311,28 @@ def test_strict_handling_refuses_unknown_parameters(http: httpx.Client) -> None:
     assert_outcome(response, 400, expression="shoe-size")
 
 
+@pytest.mark.parametrize("name", ["_text", "_content", "_list", "_query", "_filter", "_type"])
+def test_parameters_the_server_does_not_search_by_are_unknown_not_empty(
+    http: httpx.Client, name: str
+) -> None:
+    """The registry defines them with no expression: nothing is indexed for them, so they are
+    ignored and reported (or refused under strict handling), never a match of nothing, and
+    the CapabilityStatement does not offer them."""
+    response = http.get(f"/fhir/Patient?_id=pA&{name}=x")
+    assert ids(response) == ["pA"]
+    outcome = [e for e in response.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert name in outcome[0]["resource"]["issue"][0]["diagnostics"]
+    links = {link["relation"]: link["url"] for link in response.json()["link"]}
+    assert links["self"].endswith("/fhir/Patient?_id=pA")  # the parameters used, no other
+    strict = http.get(f"/fhir/Patient?{name}=x", headers={"Prefer": "handling=strict"})
+    assert_outcome(strict, 400, expression=name)
+    metadata = http.get("/fhir/metadata").json()
+    patient = next(r for r in metadata["rest"][0]["resource"] if r["type"] == "Patient")
+    offered = {p["name"] for p in patient["searchParam"]}
+    assert name not in offered
+    assert {"_has", "name", "_id"} <= offered
+
+
 def test_system_search_with_type_and_id(http: httpx.Client) -> None:
     assert sorted(ids(http.get("/fhir/?_type=Patient,Condition"))) == ["c1", "pA", "pB"]
     assert ids(http.get("/fhir?_id=o5")) == ["o5"]
