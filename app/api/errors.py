@@ -8,7 +8,7 @@ import uuid
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app.api.request_log import HEADER, route_template
@@ -117,6 +117,17 @@ async def _write_conflict(request: Request, exc: Exception) -> Response:
     return await _fhir_error(request, error)
 
 
+# nginx's "client closed request": what the request log and metrics count such a request as
+CLIENT_CLOSED = 499
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away while its body was being read: nothing was done and nobody is
+    there to answer, which is not a server error (no incident, no traceback)."""
+    log.info("client disconnected before its request body was read")
+    return Response(status_code=CLIENT_CLOSED)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # The log policy (app/log_policy.py): the route template, never the path (ids) or query,
     # and a traceback without the exception's message (it may quote what the request carried).
@@ -145,4 +156,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StorageReadOnlyError, _storage_read_only)
     app.add_exception_handler(StorageFullError, _storage_full)
     app.add_exception_handler(WriteConflictError, _write_conflict)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+from typing import Any
 
+import anyio.from_thread
 import httpx
 import pytest
 
@@ -242,3 +245,51 @@ def test_many_validation_errors_are_all_reported(client: httpx.Client) -> None:
     )
     expressions = {e for issue in outcome["issue"] for e in issue.get("expression", [])}
     assert {"Observation.effectiveDateTime", "Observation.colour"} <= expressions
+
+
+def test_a_client_gone_mid_body_is_not_a_server_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The body stops half way and the client disconnects: no incident, no traceback, 499 in
+    the request log, and nothing stored."""
+    app = create_app(settings)
+    sent: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"resourceType": "Pat', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/fhir/Patient",
+        "raw_path": b"/fhir/Patient",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/fhir+json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def call() -> None:
+        await app(scope, receive, send)
+
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+        caplog.at_level(logging.INFO),
+    ):
+        portal.call(call)
+    assert sent[0]["status"] == 499
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("status=499" in r.getMessage() for r in caplog.records if r.name == "app.access")
+    with asgi_client(create_app(settings)) as client:
+        assert client.get("/fhir/Patient").json()["total"] == 0
