@@ -26,7 +26,7 @@ from app.fhir import export  # noqa: E402
 from app.storage.engine import make_engine  # noqa: E402
 from app.storage.migrate import upgrade  # noqa: E402
 from app.storage.sql_store import SqlStore  # noqa: E402
-from bench.run import _postgres_database  # noqa: E402
+from bench.harness import postgres_database as _postgres_database  # noqa: E402
 from bench.search_bench import load  # noqa: E402
 
 

@@ -38,7 +38,7 @@ from app.search.indexer import index_rows  # noqa: E402
 from app.storage.engine import make_engine  # noqa: E402
 from app.storage.migrate import upgrade  # noqa: E402
 from app.storage.sql_store import SqlStore  # noqa: E402
-from bench.run import _postgres_database  # noqa: E402
+from bench.harness import postgres_database as _postgres_database  # noqa: E402
 from bench.search_bench import PATIENTS, observation  # noqa: E402
 
 PRELOAD = 20_000

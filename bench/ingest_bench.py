@@ -46,7 +46,8 @@ from app.search.index_values import IndexRows  # noqa: E402
 from app.storage.engine import make_engine  # noqa: E402
 from app.storage.migrate import upgrade  # noqa: E402
 from app.storage.sql_store import SqlStore  # noqa: E402
-from bench.run import _postgres_database, _server  # noqa: E402
+from bench.harness import _server  # noqa: E402
+from bench.harness import postgres_database as _postgres_database  # noqa: E402
 
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "synthea"
 

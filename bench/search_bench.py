@@ -18,11 +18,13 @@ skipped for speed; a sample is validated), then a uvicorn server pinned to core 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,14 +43,16 @@ from app.search.indexer import index_rows  # noqa: E402
 from app.storage.engine import make_engine  # noqa: E402
 from app.storage.migrate import upgrade  # noqa: E402
 from app.storage.sql_store import SqlStore  # noqa: E402
-from bench.run import _postgres_database, _server, wrk_json  # noqa: E402
+from bench.harness import _server, wrk_json  # noqa: E402
+from bench.harness import postgres_database as _postgres_database  # noqa: E402
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 PATIENTS = 5000  # at 1M
 PER_PATIENT = 200
 # (code, display, unit, low, high, category): shapes of the Synthea fixtures' observations
-SHAPES = [
+Shape = tuple[str, str, str, float, float, str]
+SHAPES: list[Shape] = [
     (
         "72514-3",
         "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
@@ -88,8 +92,10 @@ def patient(index: int) -> dict[str, Any]:
     }
 
 
-def observation(index: int, rng: random.Random, patients: range) -> dict[str, Any]:
-    code, display, unit, low, high, category = SHAPES[index % len(SHAPES)]
+def observation(
+    index: int, rng: random.Random, patients: range, shapes: Sequence[Shape] = SHAPES
+) -> dict[str, Any]:
+    code, display, unit, low, high, category = shapes[index % len(shapes)]
     when = START + timedelta(minutes=rng.randrange(0, 11 * 365 * 24 * 60))
     return {
         "resourceType": "Observation",
@@ -118,34 +124,58 @@ def observation(index: int, rng: random.Random, patients: range) -> dict[str, An
     }
 
 
-def load(store: SqlStore, start: int, stop: int, seed: int = 7) -> float:
-    """Write observations [start, stop) in batches, for patients [start/200, stop/200);
-    returns resources per second."""
+def generate(
+    start: int, stop: int, seed: int = 7, shapes: Sequence[Shape] = SHAPES
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Observations [start, stop) as (id, resource), for patients [start/200, stop/200): the
+    same ones for the same arguments."""
     rng = random.Random(seed * 1_000_003 + start)
     patients = range(start // PER_PATIENT, max(stop // PER_PATIENT, start // PER_PATIENT + 1))
+    for number in range(start, stop):
+        yield f"bo{number}", observation(number, rng, patients, shapes)
+
+
+def load(
+    store: SqlStore, start: int, stop: int, seed: int = 7, shapes: Sequence[Shape] = SHAPES
+) -> float:
+    """Write observations [start, stop) through the store's bulk path in batches of 1,000;
+    returns resources per second."""
     began = time.perf_counter()
-    batch = 1000
-    for first in range(start, stop, batch):
-        resources = [observation(i, rng, patients) for i in range(first, min(stop, first + batch))]
+    generated = generate(start, stop, seed, shapes)
+    while batch := list(itertools.islice(generated, 1000)):
         now = datetime.now(UTC)
         with store.write() as tx:
             tx.insert_many(
                 [
                     (
                         VersionRecord(
-                            "Observation",
-                            f"bo{number}",
-                            1,
-                            now,
-                            "POST",
-                            stamp(resource, f"bo{number}", 1, now),
+                            "Observation", rid, 1, now, "POST", stamp(resource, rid, 1, now)
                         ),
                         index_rows(resource),
                     )
-                    for number, resource in enumerate(resources, first)
+                    for rid, resource in batch
                 ]
             )
     return (stop - start) / (time.perf_counter() - began)
+
+
+def load_patients(store: SqlStore) -> None:
+    """The PATIENTS patients every size refers to (bp0 ... bp4999)."""
+    with store.write() as tx:
+        for i in range(PATIENTS):
+            resource = patient(i)
+            now = datetime.now(UTC)
+            tx.insert(
+                VersionRecord(
+                    "Patient",
+                    resource["id"],
+                    1,
+                    now,
+                    "POST",
+                    stamp(resource, resource["id"], 1, now),
+                ),
+                index_rows(resource),
+            )
 
 
 def queries(rng: random.Random, size: int) -> dict[str, list[str]]:
@@ -214,20 +244,7 @@ def main() -> int:
             engine = make_engine(Settings(DATABASE_URL=url))
             upgrade(engine)
             store = SqlStore(engine)
-            with store.write() as tx:
-                for i in range(PATIENTS):
-                    resource = patient(i)
-                    tx.insert(
-                        VersionRecord(
-                            "Patient",
-                            resource["id"],
-                            1,
-                            datetime.now(UTC),
-                            "POST",
-                            stamp(resource, resource["id"], 1, datetime.now(UTC)),
-                        ),
-                        index_rows(resource),
-                    )
+            load_patients(store)
             loaded = 0
             for size in sizes:
                 rate = load(store, loaded, size)
@@ -248,12 +265,7 @@ def _measure(
     """Each query shape for `duration` seconds against a server on `url`. PostgreSQL is
     vacuumed first, as autovacuum would have done on a database in use: without the visibility
     map an index-only scan still reads every heap row."""
-    if url.startswith("postgresql"):
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE")
-    else:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    settle(url, engine)
     with _server("app.main:app", {"DATABASE_URL": url}) as base:
         for name, paths in queries(random.Random(size), size).items():
             path_file = workdir / f"{name}.txt"
@@ -267,6 +279,16 @@ def _measure(
                 f"{result['p50_ms']:.2f} | {result['p99_ms']:.2f} |"
             )
             print(lines[-1], flush=True)
+
+
+def settle(url: str, engine: Any) -> None:
+    """VACUUM ANALYZE on PostgreSQL (what autovacuum would have done), ANALYZE on SQLite."""
+    if url.startswith("postgresql"):
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 def _matches(base: str, path: str) -> int:

@@ -34,7 +34,41 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import OBSERVATION, ROOT, _free_port, _postgres_database
+from bench.harness import ROOT
+from bench.harness import free_port as _free_port
+from bench.harness import postgres_database as _postgres_database
+
+OBSERVATION = {
+    "resourceType": "Observation",
+    "status": "final",
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "survey",
+                }
+            ]
+        }
+    ],
+    "code": {
+        "coding": [
+            {
+                "system": "http://loinc.org",
+                "code": "72514-3",
+                "display": "Pain severity - 0-10 verbal numeric rating [Score]",
+            }
+        ]
+    },
+    "subject": {"reference": "Patient/case-patient"},
+    "effectiveDateTime": "2016-08-22T15:00:00Z",
+    "valueQuantity": {
+        "value": 6,
+        "unit": "{score}",
+        "system": "http://unitsofmeasure.org",
+        "code": "{score}",
+    },
+}
 
 WINDOW_SECONDS = 30
 POOL = 500  # resources each client keeps

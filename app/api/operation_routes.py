@@ -48,6 +48,8 @@ from app.fhir.store import SearchPage
 router = APIRouter(
     prefix="/fhir", tags=["operations"], default_response_class=Response, responses=ERRORS
 )
+# Matched before app/api/routes.py's router, whose read would take /OperationDefinition/{name}.
+definitions_router = APIRouter(prefix="/fhir", default_response_class=Response, responses=ERRORS)
 Patient = Annotated[str, PATIENT_ID]
 
 
@@ -182,7 +184,7 @@ async def fibromyalgia_criteria_patient(request: Request, patient_id: Patient) -
     )
 
 
-@router.get(
+@definitions_router.get(
     "/OperationDefinition/{name}",
     summary="OperationDefinition: this server's operations, or a stored one",
     tags=["instance"],

@@ -425,11 +425,12 @@ def test_every_route_is_documented() -> None:
         auth.public,
         routes.public_router,
         export_routes.router,
+        operation_routes.definitions_router,
         operation_routes.router,
         routes.router,
     ]
     served = {
-        (method, route.path)
+        (method, route.path_format)  # without the path convertors ({resource_id:segment})
         for router in routers
         for route in router.routes
         if isinstance(route, APIRoute)
