@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from app.api import docs, errors, openapi
 from app.api.audit import AuditMiddleware
@@ -129,7 +129,12 @@ def create_app(
         # added after the others, so its span is the outermost
         tracing = app.state.tracing = install(app, settings, span_exporter)
     fhir = [Depends(check_query)]
-    protected = [*fhir, Depends(authenticate)]
+
+    async def guard(request: Request) -> None:
+        await check_query(request)
+        await authenticate(request)
+
+    protected = [Depends(guard)]
     # Routes are matched in this order, one by one (~1.5 us each): the interactions (`router`,
     # most requests) early. Its {resource_type} and {resource_id} never take an `$operation`
     # segment (app/api/routes.py), so the operations and $export after it keep their paths.

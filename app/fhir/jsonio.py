@@ -121,10 +121,12 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?')
 _SPACED_KEY = re.compile(rb'"\s+:')
 
 
-def _key_count(raw: bytes) -> int:
-    """The number of object keys in JSON text. Without a backslash no string holds a quote, so
-    (with no space before a colon) every `":` ends a key: a count in C, 10x the regex's speed."""
-    if b"\\" not in raw and _SPACED_KEY.search(raw) is None:
+def _key_count(raw: bytes, exact: bool) -> int:
+    """The number of object keys in JSON text, or (not `exact`) that plus the number of
+    strings starting with a colon: every `":`, a count in C, 10x the regex's speed. Two texts
+    of the same value compare alike that way when neither has a backslash (no string holds a
+    quote or is written two ways) nor a space before a key's colon."""
+    if not exact:
         return raw.count(b'":')
     tokens = _STRING.findall(raw)
     return len(tokens) - tokens.count(b"")
@@ -135,7 +137,9 @@ def loads_unique(raw: bytes) -> Any:
     FHIR JSON has each property once). Told by counting the keys of the text and of the parsed
     value written back: two regex scans, no Python walk."""
     data = loads(raw)
-    if _key_count(raw) != _key_count(dumps(data)):
+    written = dumps(data)
+    exact = b"\\" in raw or b"\\" in written or _SPACED_KEY.search(raw) is not None
+    if _key_count(raw, exact) != _key_count(written, exact):
         raise StructureError(f"The body is not valid FHIR JSON: {_first_duplicate(raw)}")
     return data
 

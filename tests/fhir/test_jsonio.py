@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.fhir import jsonio
 from app.fhir.errors import StructureError
@@ -90,6 +93,8 @@ def test_duplicate_keys_are_refused_naming_the_key(raw: bytes) -> None:
         b'{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}',
         b'{"s":"\\":\\"","t":"a\\":"}',
         b'{"s":"\\\\","a" : {"s":1}}',
+        b'{"s" : ":x"}',  # a spaced key, and a value starting with a colon
+        b'{"s":"\\u003ax","t":[":"]}',  # the colon escaped in the text, not when written back
     ],
 )
 def test_the_same_key_in_different_objects_is_fine(raw: bytes) -> None:
@@ -99,3 +104,34 @@ def test_the_same_key_in_different_objects_is_fine(raw: bytes) -> None:
 def test_a_lone_surrogate_is_refused_on_the_exact_path_too() -> None:
     with pytest.raises(StructureError):
         jsonio.loads(b'{"n":1.50,"s":"\\ud800"}')
+
+
+def _keys(value: object) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_keys(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_keys(v) for v in value)
+    return 0
+
+
+_TEXT = st.text(alphabet=st.sampled_from(['"', "\\", ":", " ", "a", "/", "\n", "é"]), max_size=8)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON, st.sampled_from([None, 1]))
+def test_keys_are_counted_whatever_the_strings_hold(value: object, indent: int | None) -> None:
+    """Quotes, backslashes and colons inside keys and values (escaped in every way json.dumps
+    writes them, spaced or not) never change the count."""
+    raw = json.dumps(value, indent=indent, ensure_ascii=False).encode()
+    assert jsonio._key_count(raw, exact=True) == _keys(value)
+    written = jsonio.dumps(jsonio.loads_unique(raw))  # no false duplicate
+    if b"\\" not in raw + written and indent is None:  # the quick count, both alike
+        assert jsonio._key_count(raw, exact=False) == jsonio._key_count(written, exact=False)
