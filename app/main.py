@@ -119,7 +119,8 @@ def create_app(
     errors.install(app)
     openapi.install(app)  # names the schemas of /openapi.json as components
     metrics = app.state.metrics = Metrics(settings.metrics_count_seconds)
-    app.add_middleware(AuditMiddleware)
+    if settings.audit_enabled:  # else a layer per request that records nothing
+        app.add_middleware(AuditMiddleware)
     # added last, so outermost: it times everything and its request id is there for the rest
     app.add_middleware(RequestLogMiddleware, observe=metrics.observe)  # and counts for /metrics
     tracing: Tracing | None = None
