@@ -8,10 +8,12 @@ other as `Type/id`. Numbers are kept exact (Fractions) and rounded only by whoev
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 LOINC = "http://loinc.org"
@@ -26,6 +28,8 @@ _USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 _SCORE_UNITS = frozenset({"{score}", "1", ""})
 _MASS_TO_MG = {"mg": Fraction(1), "g": Fraction(1000), "ug": Fraction(1, 1000)}
 MAX_GAP_DAYS = 3  # administrations further apart start a new course (CASE.md C.3 fallback)
+_ZERO = Fraction(0)
+_TEN = Fraction(10)
 
 
 class ClinicalInputError(ValueError):
@@ -164,45 +168,60 @@ def event_of(resource: dict[str, Any], *names: str) -> Event | None:
 
 def pain_bounds(resource: dict[str, Any]) -> tuple[Fraction, Fraction] | None:
     """[lo, hi] on the 0-10 scale (C.0), or None when the value is absent or unusable."""
-
-    def number(quantity: Any) -> Fraction | None:
-        if not isinstance(quantity, dict) or "value" not in quantity:
-            return None
-        unit = quantity.get("code", quantity.get("unit", ""))
-        if unit not in _SCORE_UNITS:
-            return None
-        return Fraction(str(quantity["value"]))
-
-    low: Fraction | None
-    high: Fraction | None
     if "valueQuantity" in resource:
         quantity = resource["valueQuantity"]
-        value = number(quantity)
-        if value is None:
-            return None
-        comparator = quantity.get("comparator")
-        low, high = {
-            None: (value, value),
-            "<": (Fraction(0), value - 1),
-            "<=": (Fraction(0), value),
-            ">": (value + 1, Fraction(10)),
-            ">=": (value, Fraction(10)),
-        }.get(comparator, (None, None))
-        if low is None or high is None:
-            return None
-    elif "valueInteger" in resource:
-        low = high = Fraction(resource["valueInteger"])
-    elif "valueRange" in resource:
+        text = _score_text(quantity)
+        return None if text is None else _quantity_bounds(text, quantity.get("comparator"))
+    if "valueInteger" in resource:
+        value = Fraction(resource["valueInteger"])
+        return _on_scale(value, value)
+    if "valueRange" in resource:
         span = resource["valueRange"]
-        low = number(span.get("low")) if "low" in span else Fraction(0)
-        high = number(span.get("high")) if "high" in span else Fraction(10)
-        if low is None or high is None:
-            return None
-    else:
+        low = _score_number(span.get("low")) if "low" in span else _ZERO
+        high = _score_number(span.get("high")) if "high" in span else _TEN
+        return None if low is None or high is None else _on_scale(low, high)
+    return None
+
+
+def _score_text(quantity: Any) -> str | None:
+    """The text of a quantity's value when its unit is a score's."""
+    if not isinstance(quantity, dict) or "value" not in quantity:
         return None
-    if not (0 <= low <= high <= 10):
+    unit = quantity.get("code", quantity.get("unit", ""))
+    if unit not in _SCORE_UNITS:
         return None
-    return low, high
+    return str(quantity["value"])
+
+
+def _score_number(quantity: Any) -> Fraction | None:
+    text = _score_text(quantity)
+    return None if text is None else _fraction(text)
+
+
+@lru_cache(maxsize=4096)
+def _fraction(text: str) -> Fraction:
+    # a patient's scores take a few values: parsing text into a Fraction costs ~2 us
+    return Fraction(text)
+
+
+@lru_cache(maxsize=4096)
+def _quantity_bounds(text: str, comparator: str | None) -> tuple[Fraction, Fraction] | None:
+    value = _fraction(text)
+    if comparator is None:
+        return _on_scale(value, value)
+    if comparator == "<":
+        return _on_scale(_ZERO, value - 1)
+    if comparator == "<=":
+        return _on_scale(_ZERO, value)
+    if comparator == ">":
+        return _on_scale(value + 1, _TEN)
+    if comparator == ">=":
+        return _on_scale(value, _TEN)
+    return None
+
+
+def _on_scale(low: Fraction, high: Fraction) -> tuple[Fraction, Fraction] | None:
+    return (low, high) if 0 <= low <= high <= 10 else None
 
 
 def dose_mg(resource: dict[str, Any]) -> Fraction | None:
@@ -273,6 +292,11 @@ def before(first: PainPoint | Administration, second: PainPoint | Administration
 
 
 # -- the analysis ------------------------------------------------------------------------------
+# Where an event with a day but no time sorts among the day's timed ones (first). Aware, as
+# every instant is: a naive datetime.min beside one raised TypeError (a 500).
+_UNTIMED = datetime.min.replace(tzinfo=UTC)
+
+
 def pain_points(
     observations: Iterable[dict[str, Any]],
     codes: Sequence[tuple[str, str]] = PAIN_CODES,
@@ -295,7 +319,7 @@ def pain_points(
             continue
         derived = bool(resource.get("derivedFrom"))
         found.append(PainPoint(key(resource), event, bounds[0], bounds[1], derived, resource))
-    return sorted(found, key=lambda p: (p.event.day, p.event.instant or datetime.min, p.key))
+    return sorted(found, key=lambda p: (p.event.day, p.event.instant or _UNTIMED, p.key))
 
 
 def administrations(
@@ -325,7 +349,7 @@ def administrations(
                 resource,
             )
         )
-    return sorted(found, key=lambda a: (a.event.day, a.event.instant or datetime.min, a.key))
+    return sorted(found, key=lambda a: (a.event.day, a.event.instant or _UNTIMED, a.key))
 
 
 def courses_of(doses: list[Administration], max_gap_days: int = MAX_GAP_DAYS) -> list[Course]:
@@ -395,41 +419,38 @@ def analyse(
     elif baseline.low == 0:
         status = "baseline-zero"
 
-    after_first = [p for p in pains if first is not None and before(first, p) is True]
+    after = [first is not None and before(first, p) is True for p in pains]
+    after_first = [p for p, later in zip(pains, after, strict=True) if later]
     nadir = min(after_first, key=lambda p: (p.high, p.low, p.event.day), default=None)
 
+    timeline = _Timeline(doses)
+    # percentages depend on the score's bounds alone: each distinct [lo, hi] is computed once
+    ratios: dict[tuple[int, int, int, int], tuple[_Bounds, _Bounds]] = {}
     points = []
-    for pain in pains:
-        preceding = [d for d in doses if before(d, pain) is True]
-        undecided = [d.key for d in doses if before(d, pain) is None]
-        cumulative = sum((d.dose_mg for d in preceding if d.dose_mg is not None), Fraction(0))
-        unknown = sum(1 for d in preceding if d.dose_mg is None)
+    for pain, later in zip(pains, after, strict=True):
+        cumulative, unknown, undecided = timeline.before(pain)
         percent = improvement = None
         if baseline is not None and status is None:
-            b_low, b_high = baseline.low, baseline.high
-            percent = (pain.low / b_high * 100, pain.high / b_low * 100)
-            improvement = ((b_low - pain.high) / b_low * 100, (b_high - pain.low) / b_high * 100)
-            if b_low == b_high:
-                improvement = ((b_low - pain.high) / b_low * 100, (b_low - pain.low) / b_low * 100)
+            low, high = pain.low, pain.high  # keyed by ints: a Fraction's hash is costly
+            bounds = (low.numerator, low.denominator, high.numerator, high.denominator)
+            found = ratios.get(bounds)
+            if found is None:
+                found = ratios[bounds] = _percentages(pain, baseline)
+            percent, improvement = found
         relapse = "not-applicable"
-        if (
-            percent is not None
-            and nadir is not None
-            and pain.event.day > nadir.event.day
-            and pain in after_first
-        ):
+        if percent is not None and nadir is not None and pain.event.day > nadir.event.day and later:
             relapse = relapse_status(percent, threshold)
         points.append(Point(pain, cumulative, unknown, percent, improvement, relapse, undecided))
 
     relapses = {p.pain.key for p in points if p.relapse in ("definite", "possible")}
+    relapse_days = sorted({p.pain.event.day for p in points if p.pain.key in relapses})
     for course in courses:
         if nadir is None or course.start <= nadir.event.day:
             continue
         cited = any(a.reasons & relapses for a in course.administrations)
-        recent = any(
-            p.pain.key in relapses and 0 <= (course.start - p.pain.event.day).days <= 7
-            for p in points
-        )
+        # a relapse on the course's first day or in the 7 days before it
+        latest = bisect_right(relapse_days, course.start)
+        recent = latest > 0 and (course.start - relapse_days[latest - 1]).days <= 7
         course.relapse_triggered = cited or recent
 
     protocol = courses[0] if courses else None
@@ -453,3 +474,80 @@ def analyse(
         days_to_first_relapse=days_to_relapse,
         warnings=warnings,
     )
+
+
+_Bounds = tuple[Fraction, Fraction]
+
+
+def _percentages(pain: PainPoint, baseline: PainPoint) -> tuple[_Bounds, _Bounds]:
+    """[lo, hi] of the score as a percentage of the baseline, and of the improvement (C.2)."""
+    b_low, b_high = baseline.low, baseline.high
+    percent = (pain.low / b_high * 100, pain.high / b_low * 100)
+    improvement = ((b_low - pain.high) / b_low * 100, (b_high - pain.low) / b_high * 100)
+    if b_low == b_high:
+        improvement = ((b_low - pain.high) / b_low * 100, (b_low - pain.low) / b_low * 100)
+    return percent, improvement
+
+
+class _Timeline:
+    """The doses arranged so that those before a pain score (`before(dose, pain) is True`) are
+    found by bisection instead of by comparing every pair, with the same answer: two events
+    that both have a time compare by it, any other two by day, and only same-day pairs need
+    `before` itself (where the data may not tell, R6)."""
+
+    def __init__(self, doses: list[Administration]) -> None:
+        timed = sorted((d for d in doses if d.event.instant is not None), key=_instant)
+        self._instants = [_instant(d) for d in timed]
+        self._timed = _running(timed)
+        by_day = sorted(doses, key=lambda d: d.event.day)
+        self._days = [d.event.day for d in by_day]
+        self._all = _running(by_day)
+        untimed = [d for d in by_day if d.event.instant is None]
+        self._untimed_days = [d.event.day for d in untimed]
+        self._untimed = _running(untimed)
+        self._on_day: dict[date, list[Administration]] = {}  # in the order of `doses`
+        for dose in doses:
+            self._on_day.setdefault(dose.event.day, []).append(dose)
+
+    def before(self, pain: PainPoint) -> tuple[Fraction, int, list[str]]:
+        """Known mg and unknown doses given before `pain`, and the same-day doses whose order
+        against it is undecidable (in dose order)."""
+        day, instant = pain.event.day, pain.event.instant
+        same_day = self._on_day.get(day, [])
+        if instant is None:
+            known, unknown = self._all[bisect_left(self._days, day)]
+        else:
+            timed_known, timed_unknown = self._timed[bisect_left(self._instants, instant)]
+            known, unknown = self._untimed[bisect_left(self._untimed_days, day)]
+            if timed_known:
+                known += timed_known
+            unknown += timed_unknown
+            same_day = [d for d in same_day if d.event.instant is None]
+        undecided = []
+        for dose in same_day:
+            order = before(dose, pain)
+            if order is None:
+                undecided.append(dose.key)
+            elif order:
+                if dose.dose_mg is None:
+                    unknown += 1
+                else:
+                    known += dose.dose_mg
+        return known, unknown, undecided
+
+
+def _instant(dose: Administration) -> datetime:
+    assert dose.event.instant is not None
+    return dose.event.instant
+
+
+def _running(doses: list[Administration]) -> list[tuple[Fraction, int]]:
+    """(known mg, unknown doses) of the first n doses, for n = 0 .. len(doses)."""
+    out = [(Fraction(0), 0)]
+    for dose in doses:
+        known, unknown = out[-1]
+        if dose.dose_mg is None:
+            out.append((known, unknown + 1))
+        else:
+            out.append((known + dose.dose_mg, unknown))
+    return out

@@ -4,17 +4,21 @@ No HTTP here; app/api/operation_routes.py exposes these."""
 
 from __future__ import annotations
 
+import functools
 import html
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
+import orjson
+
 from app.clinical import chart, fibromyalgia, liver, pain
 from app.fhir import jsonio
 from app.fhir.errors import (
     BadRequestError,
     FhirError,
+    GoneError,
     Issue,
     NotFoundError,
     operation_outcome,
@@ -25,6 +29,7 @@ from app.search.dates import parse_range
 from app.search.query import SearchRequest, parse_search
 
 _MAX_PAGE = 1000
+_ALL_PAGE = 10_000  # when every match is read (a patient's resources of one type)
 
 
 def parameters_from_body(body: Any) -> list[tuple[str, str]]:
@@ -79,24 +84,49 @@ def _token(text: str, name: str) -> tuple[str | None, str]:
 
 
 def _all(service: ResourceService, resource_type: str, pairs: list[tuple[str, str]]) -> list[Any]:
-    """Every match of a search, page by page."""
+    """Every match of a search: one statement per _ALL_PAGE matches, none to count them."""
     out: list[Any] = []
     offset = 0
     while True:
         _, page, _ = service.search(
             (resource_type,),
-            [*pairs, ("_count", str(_MAX_PAGE)), ("_offset", str(offset))],
-            _MAX_PAGE,
-            _MAX_PAGE,
+            [*pairs, ("_count", str(_ALL_PAGE)), ("_offset", str(offset)), ("_total", "none")],
+            _ALL_PAGE,
+            _ALL_PAGE,
         )
         out.extend(record.content for record in page.matches)
         if not page.has_more:
             return out
-        offset += _MAX_PAGE
+        offset += _ALL_PAGE
 
 
 def _resources(service: ResourceService, resource_type: str, patient: str) -> list[Any]:
-    return [jsonio.loads(c) for c in _all(service, resource_type, [("patient", patient)]) if c]
+    return _parsed([c for c in _all(service, resource_type, [("patient", patient)]) if c])
+
+
+def _parsed(contents: list[bytes]) -> list[Any]:
+    """Stored resources as dicts, as jsonio.loads reads each, but parsed together: one orjson
+    parse of the whole list (~5x faster than one jsonio.loads each, whose scan for decimals
+    costs more than the parse). When writing the list back gives the same bytes, each number's
+    text is what orjson writes for its double, so none changed (where jsonio.loads would give
+    a Decimal of that same text, for a string its scan takes for a number, this gives the
+    float: the same number to the analyses, which read numbers as Fraction(str(value)));
+    otherwise (bytes orjson did not write, a decimal kept as written like 1.50) each resource
+    goes through jsonio.loads."""
+    if not contents:
+        return []
+    joined = b"[" + b",".join(contents) + b"]"
+    try:
+        parsed = orjson.loads(joined)
+        if (
+            isinstance(parsed, list)
+            and len(parsed) == len(contents)
+            and orjson.dumps(parsed) == joined
+        ):
+            return parsed
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
+    return [jsonio.loads(c) for c in contents]
 
 
 def pain_response(
@@ -154,7 +184,7 @@ def _medications(service: ResourceService, administrations: list[Any]) -> dict[s
         if reference.startswith("Medication/") and reference not in found:
             try:
                 record = service.read("Medication", reference.split("/", 1)[1])
-            except NotFoundError:
+            except (NotFoundError, GoneError):  # unknown or deleted: its codes are unknown
                 continue
             found[reference] = jsonio.loads(record.content or b"{}")
     return found
@@ -570,8 +600,16 @@ def everything(
 # -- rendering ----------------------------------------------------------------------------------
 def decimal(value: Fraction) -> Decimal:
     """Exact when the fraction has a finite decimal form, else 4 places (display rounds to 1)."""
-    exact = Decimal(value.numerator) / Decimal(value.denominator)
-    if exact * value.denominator == value.numerator:
+    return _decimal(value.numerator, value.denominator)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decimal(numerator: int, denominator: int) -> Decimal:
+    # remembered: an answer repeats its values (doses, cumulative totals, percentages of the
+    # few distinct scores), and Decimal division costs more than the lookup; Decimals are
+    # immutable, so sharing one between answers is safe
+    exact = Decimal(numerator) / Decimal(denominator)
+    if exact * denominator == numerator:
         return exact.normalize() if exact != exact.to_integral() else exact.quantize(Decimal(1))
     return exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
 
@@ -587,10 +625,14 @@ def _ref(key: str) -> dict[str, Any]:
 def _bounds(prefix: str, bounds: tuple[Fraction, Fraction] | None) -> list[dict[str, Any]]:
     if bounds is None:
         return []
+    low, high = _BOUND_NAMES[prefix]
     return [
-        _part(f"{prefix}Low", valueDecimal=decimal(bounds[0])),
-        _part(f"{prefix}High", valueDecimal=decimal(bounds[1])),
+        {"name": low, "valueDecimal": decimal(bounds[0])},
+        {"name": high, "valueDecimal": decimal(bounds[1])},
     ]
+
+
+_BOUND_NAMES = {p: (f"{p}Low", f"{p}High") for p in ("percentOfBaseline", "improvement")}
 
 
 def _pain_parts(point: pain.PainPoint) -> list[dict[str, Any]]:

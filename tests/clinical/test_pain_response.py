@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from app.case.load import load_case
+from app.clinical.pain import RXNORM
 from app.config import Settings
 from app.fhir.service import ResourceService
 from app.main import create_app
@@ -198,3 +199,32 @@ def test_bad_parameters(
 def test_unknown_patient(case: tuple[httpx.Client, str]) -> None:
     client, _ = case
     assert_outcome(client.get("/fhir/Patient/nobody/$pain-response"), 404)
+
+
+def test_a_deleted_medication_is_an_unknown_one_not_a_410(
+    database_url: str, admin_engines: dict[str, Engine]
+) -> None:
+    empty_database(database_url, admin_engines)
+    settings = Settings(DATABASE_URL=database_url, FHIR_MIGRATE_ON_START=False)
+    with asgi_client(create_app(settings)) as client:
+        for resource in (
+            {"resourceType": "Patient", "id": "p"},
+            {
+                "resourceType": "Medication",
+                "id": "ket",
+                "code": {"coding": [{"system": RXNORM, "code": "6130"}]},
+            },
+            {
+                "resourceType": "MedicationAdministration",
+                "id": "dose",
+                "status": "completed",
+                "medicationReference": {"reference": "Medication/ket"},
+                "subject": {"reference": "Patient/p"},
+                "effectiveDateTime": "2020-01-02",
+            },
+        ):
+            url = f"/fhir/{resource['resourceType']}/{resource['id']}"
+            assert client.put(url, json=resource, headers=JSON_HEADERS).is_success
+        assert _response(client, "p")["resourceType"] == "Parameters"
+        assert client.delete("/fhir/Medication/ket").is_success
+        assert _response(client, "p")["resourceType"] == "Parameters"

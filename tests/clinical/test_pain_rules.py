@@ -200,3 +200,24 @@ def test_unusable_observations_are_warned_about_not_used() -> None:
 def test_threshold_must_be_in_range() -> None:
     with pytest.raises(pain.ClinicalInputError):
         pain.analyse([], [], threshold=Fraction(0))
+
+
+def test_timed_and_untimed_events_of_one_day_sort_untimed_first() -> None:
+    """A day without a time beside a time with a zone: ordered (untimed first), not a
+    TypeError (which was a 500)."""
+    points = pain.pain_points(
+        [_obs("timed", "2020-01-02T10:00:00Z", **_q(6)), _obs("untimed", "2020-01-02", **_q(7))]
+    )
+    assert [p.key for p in points] == ["Observation/untimed", "Observation/timed"]
+    doses = pain.administrations(
+        [_dose("timed", "2020-01-02T09:00:00+01:00"), _dose("untimed", "2020-01-02")]
+    )
+    assert [d.key for d in doses] == [
+        "MedicationAdministration/untimed",
+        "MedicationAdministration/timed",
+    ]
+    result = pain.analyse(
+        [_obs("timed", "2020-01-02T10:00:00Z", **_q(6)), _obs("untimed", "2020-01-02", **_q(7))],
+        [_dose("timed", "2020-01-02T09:00:00+01:00"), _dose("untimed", "2020-01-02")],
+    )
+    assert len(result.points) == 2
