@@ -1,4 +1,5 @@
-"""Engines: SQLite tuned for a server (WAL, synchronous=NORMAL, explicit BEGIN), PostgreSQL."""
+"""Engines: SQLite tuned for a server (WAL, synchronous=NORMAL, explicit BEGIN), PostgreSQL
+(pooled connections pinged only when they may have gone stale)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
@@ -47,9 +48,48 @@ def make_engine(settings: Settings) -> Engine:
         return _sqlite_engine(settings, url)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(
-        url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_pre_ping=True
-    )
+    engine = create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size)
+    _ping_when_stale(engine)
+    return engine
+
+
+# A pooled connection used this recently is taken as alive, unpinged. SQLAlchemy's pool_pre_ping
+# pings on every checkout: a round trip on every request (a read is one round trip without it).
+PING_IDLE_SECONDS = 1.0
+
+
+def _ping_when_stale(engine: Engine) -> None:
+    """Ping a connection at checkout only when it has been idle PING_IDLE_SECONDS or longer, or
+    was checked in before any connection of the pool was found dead (a restart or outage ends
+    them all; the request that finds the first one dead is answered 503 by the store, and the
+    rest are pinged, so they are replaced instead of failing a request each). A failed ping
+    invalidates the pool, as pool_pre_ping does."""
+    pool = engine.pool
+    dialect = engine.dialect
+    last_invalidation = [0.0]
+
+    @event.listens_for(pool, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(pool, "invalidate")
+    def _invalidate(_dbapi_connection: Any, _record: Any, _exception: Any) -> None:
+        last_invalidation[0] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # record.info belongs to the DBAPI connection: a new one has no check-in time
+        checked_in = record.info.get("checked_in")
+        if checked_in is None:
+            return
+        if time.monotonic() - checked_in < PING_IDLE_SECONDS and checked_in > last_invalidation[0]:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError() from error
+            raise
 
 
 def _sqlite_engine(settings: Settings, url: Any) -> Engine:
