@@ -52,30 +52,3 @@ def case_pain_scores() -> list[Score]:
 def pages(total: int, count: int) -> list[int]:
     """The number of entries on each page of a search of `total` matches, `count` a page."""
     return [min(count, total - start) for start in range(0, total, count)]
-
-
-def pain_observation(subject: str, value: int, date: str) -> dict[str, Any]:
-    """A PI-NRS Observation as FHIR JSON."""
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "survey",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": LOINC, "code": PAIN_CODE}], "text": "PI-NRS"},
-        "subject": {"reference": subject},
-        "effectiveDateTime": date,
-        "valueQuantity": {
-            "value": value,
-            "unit": "{score}",
-            "system": "http://unitsofmeasure.org",
-            "code": "{score}",
-        },
-    }

@@ -22,9 +22,9 @@ from tests.clients.case_data import (
     PAIN_TOKEN,
     case_pain_scores,
     pages,
-    pain_observation,
     score,
 )
+from tests.helpers import pain_observation
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_capability_statement_reads_and_needs_no_authorization(smart: client.FHI
 
 
 def test_create_and_read_a_pain_score(smart: client.FHIRClient, case_patient: str) -> None:
-    sent = pain_observation(f"Patient/{case_patient}", 3, "2017-04-19")
+    sent = pain_observation(3, f"Patient/{case_patient}", effectiveDateTime="2017-04-19")
     observation = Observation()
     observation.status = "final"
     observation.category = [CodeableConcept(sent["category"][0])]
@@ -101,7 +101,7 @@ def test_page_through_pain_scores(smart: client.FHIRClient, case_patient: str) -
 
 def test_transaction_rewrites_urn_references(smart: client.FHIRClient, case_patient: str) -> None:
     patient_urn = f"urn:uuid:{uuid.uuid4()}"
-    sent_observation = pain_observation(patient_urn, 7, "2017-05-02")
+    sent_observation = pain_observation(7, patient_urn, effectiveDateTime="2017-05-02")
     transaction = Bundle(
         {
             "resourceType": "Bundle",

@@ -15,16 +15,16 @@ from tests.clients.case_data import (
     PAIN_TOKEN,
     case_pain_scores,
     pages,
-    pain_observation,
     score,
 )
+from tests.helpers import pain_observation
 
 
 def test_create_and_read_a_pain_score(fhir_base: str, case_patient: str) -> None:
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         client = AsyncFHIRClient(fhir_base)
         patient = await client.reference("Patient", case_patient).to_resource()
-        sent = pain_observation(f"Patient/{case_patient}", 3, "2017-04-19")
+        sent = pain_observation(3, f"Patient/{case_patient}", effectiveDateTime="2017-04-19")
         observation = client.resource(
             "Observation",
             status=sent["status"],
@@ -94,7 +94,7 @@ def test_transaction_rewrites_urn_references(fhir_base: str, case_patient: str) 
                 "request": {"method": "POST", "url": "Patient"},
             },
             {
-                "resource": pain_observation(patient_urn, 7, "2017-05-02"),
+                "resource": pain_observation(7, patient_urn, effectiveDateTime="2017-05-02"),
                 "request": {"method": "POST", "url": "Observation"},
             },
         ],
