@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 
-from app.api import docs, errors, openapi
+from app.api import direct_routes, docs, errors, openapi
 from app.api.audit import AuditMiddleware
 from app.api.auth import authenticate
 from app.api.auth import public as public_router
@@ -136,9 +136,10 @@ def create_app(
         await authenticate(request)
 
     protected = [Depends(guard)]
-    # Routes are matched in this order, one by one (~1.5 us each): the interactions (`router`,
-    # most requests) early. Its {resource_type} and {resource_id} never take an `$operation`
-    # segment (app/api/routes.py), so the operations and $export after it keep their paths.
+    # Routes are matched in this order, one by one. The interactions (`router`, most requests)
+    # are also mounted first as direct routes (app/api/direct_routes.py), which skip FastAPI's
+    # per-request dependency solving. Their {resource_type} and {resource_id} never take an
+    # `$operation` segment (app/api/routes.py), so the operations and $export keep their paths.
     app.include_router(health_router)  # no token, no audit: outside /fhir
     app.include_router(metrics_router)  # the same, and not in the OpenAPI document
     app.include_router(public_router, dependencies=fhir)
@@ -148,6 +149,7 @@ def create_app(
     app.include_router(export_router, dependencies=protected)
     app.include_router(operation_router, dependencies=protected)
     docs.install(app)  # /docs, /redoc, / and their assets: no token, outside /fhir
+    direct_routes.install(app, router.routes, guard)
     return app
 
 

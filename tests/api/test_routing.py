@@ -4,9 +4,16 @@ operation, reserved word or stored OperationDefinition path is taken by their
 
 from __future__ import annotations
 
+from typing import Any
+
+import fastapi.routing
 import httpx
 import pytest
 
+from app.api.direct_routes import DirectRoute, _could_both_match
+from app.config import Settings
+from app.fhir.models import RESOURCE_TYPES
+from app.main import create_app
 from tests.helpers import JSON_HEADERS, assert_outcome, patient
 
 
@@ -38,3 +45,84 @@ def test_an_unknown_operation_is_no_endpoint(client: httpx.Client, method: str, 
     response = client.request(method, path, json=patient("X") if method == "PUT" else None)
     assert_outcome(response, 404)
     assert "No FHIR endpoint" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_the_interactions_skip_fastapis_dependency_solving(
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """app/api/direct_routes.py: the interactions are answered by their direct routes, with the
+    guard called and the same endpoints; the operations still go through FastAPI."""
+    solved: list[str] = []
+    original = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        solved.append(kwargs["request"].url.path)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    created = client.post("/fhir/Patient", json=patient("Direct"), headers=JSON_HEADERS)
+    assert created.status_code == 201
+    pid = created.json()["id"]
+    body = {**created.json(), "active": False}
+    answers = [
+        client.get(f"/fhir/Patient/{pid}"),
+        client.put(f"/fhir/Patient/{pid}", json=body, headers=JSON_HEADERS),
+        client.get(f"/fhir/Patient/{pid}/_history/2"),
+        client.get(f"/fhir/Patient/{pid}/_history"),
+        client.get("/fhir/Patient", params={"_id": pid}),
+        client.post("/fhir/Patient/_search", data={"_id": pid}),
+        client.get("/fhir/Patient/_history"),
+        client.delete(f"/fhir/Patient/{pid}"),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 200, 200, 200, 204]
+    assert solved == []
+    assert client.get(f"/fhir/Patient/{pid}/$everything").status_code == 410  # deleted
+    assert client.get("/fhir/OperationDefinition/pain-response").status_code == 200
+    assert solved == [f"/fhir/Patient/{pid}/$everything", "/fhir/OperationDefinition/pain-response"]
+
+
+def test_a_direct_route_leaves_unknown_types_and_literal_routes_to_fastapi(
+    client: httpx.Client, settings: Settings
+) -> None:
+    """Not a resource type: the APIRoute's own 404; `OperationDefinition/{name}` is its route's,
+    not read's (a stored OperationDefinition of that id would otherwise shadow it)."""
+    unknown = client.get("/fhir/Pateint/1")
+    assert_outcome(unknown, 404)
+    assert "Pateint" in unknown.json()["issue"][0]["diagnostics"]
+    routes = [r for r in create_app(settings).router.routes if isinstance(r, DirectRoute)]
+    read = next(
+        r for r in routes if r.methods == {"GET"} and r.path.endswith("{resource_id:segment}")
+    )
+    assert "OperationDefinition" not in read.types
+    assert "Patient" in read.types
+    update = next(
+        r for r in routes if r.methods == {"PUT"} and r.path.endswith("{resource_id:segment}")
+    )
+    assert "OperationDefinition" not in update.types  # the shape is the same; methods not compared
+    search = next(
+        r for r in routes if r.methods == {"GET"} and r.path.endswith("{resource_type:segment}")
+    )
+    assert search.types == frozenset(RESOURCE_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("ours", "other", "both"),
+    [
+        (
+            "/fhir/{resource_type:segment}/{resource_id:segment}",
+            "/fhir/OperationDefinition/{name}",
+            True,
+        ),
+        ("/fhir/{resource_type:segment}/{resource_id:segment}", "/fhir/Patient/$export", False),
+        (
+            "/fhir/{resource_type:segment}/{resource_id:segment}",
+            "/fhir/Patient/{id}/$everything",
+            False,
+        ),
+        ("/fhir/{resource_type:segment}/_history", "/fhir/OperationDefinition/{name}", True),
+        ("/fhir/{resource_type:segment}/_history", "/fhir/Observation/lastn", False),
+        ("/fhir/{resource_type:segment}", "/fhir/metadata", True),
+    ],
+)
+def test_which_paths_two_routes_could_share(ours: str, other: str, both: bool) -> None:
+    assert _could_both_match(ours.strip("/").split("/"), other.strip("/").split("/")) is both
