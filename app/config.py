@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     migrate_on_start: bool = Field(True, alias="FHIR_MIGRATE_ON_START")
     # Where blocking database calls run. "inline": on the event loop (fastest for SQLite, whose
     # calls take microseconds and which has one writer anyway); "thread": in the thread pool, so
-    # a PostgreSQL round trip does not stall other requests. "auto" picks by dialect.
+    # a PostgreSQL round trip does not stall other requests. "auto": inline on SQLite; on
+    # PostgreSQL searches, history, Bundles and operations in threads, and the one-resource
+    # interactions inline unless the process is confined to one CPU (app/api/context.py).
     db_calls: str = Field("auto", alias="FHIR_DB_CALLS", pattern="^(auto|inline|thread)$")
     # How long start-up waits for the database to answer before giving up.
     db_wait_seconds: float = Field(30.0, alias="FHIR_DB_WAIT_SECONDS", ge=0)

@@ -14,7 +14,7 @@ from app.api import direct_routes, docs, errors, openapi
 from app.api.audit import AuditMiddleware
 from app.api.auth import authenticate
 from app.api.auth import public as public_router
-from app.api.context import Runtime, check_query
+from app.api.context import Runtime, call_policy, check_query, usable_cpus
 from app.api.export_routes import router as export_router
 from app.api.health import router as health_router
 from app.api.metrics import Metrics
@@ -86,15 +86,13 @@ def create_app(
             if settings.migrate_on_start:
                 upgrade(engine)  # at head it writes nothing: a read-only database starts too
             canonical(1, "mg")  # builds the UCUM registry now, not in the first request
-            inline = settings.db_calls == "inline" or (
-                settings.db_calls == "auto" and is_sqlite(engine)
-            )
+            inline, inline_points = call_policy(settings.db_calls, is_sqlite(engine), usable_cpus())
             store = SqlStore(engine, settings.search_timeout_ms)
             metrics.attach(store)  # its pool, resource counts and commits
             service = ResourceService(store)
             audit = AuditWriter(service) if settings.audit_enabled else None
             app.state.runtime = Runtime(
-                settings, service, inline, store, verifier, audit, readiness
+                settings, service, inline, store, verifier, audit, readiness, inline_points
             )
             log.info("serving FHIR R4B at /fhir on %s", engine.url.render_as_string())
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,10 +34,43 @@ class Runtime:
     # /readyz: None when the database answers at the schema's head, else why not
     readiness: Callable[[], str | None] | None = None
 
+    # one-resource interactions (read, vread, create, update, patch, delete) run inline too
+    inline_points: bool = False
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
+
+    async def call_point(self, fn: Callable[..., T], *args: Any) -> T:
+        """`call` for the work of a one-resource interaction: a few statements on one row."""
+        if self.inline or self.inline_points:
+            return fn(*args)
+        return await run_in_threadpool(fn, *args)
+
+
+def call_policy(setting: str, sqlite: bool, cpus: int) -> tuple[bool, bool]:
+    """(every call inline, one-resource calls inline) for FHIR_DB_CALLS, the dialect and the
+    CPUs the process may run on.
+
+    PostgreSQL, measured with bench/run.py (docs/architecture.md): a thread hop costs ~95 us of
+    CPU per call, and when a worker's threads may run on two cores they hand the GIL to each
+    other across cores, so the event loop thread and the database threads convoy: reads by id
+    with two workers ran 2.5x faster inline, their p99 2 ms instead of 6-350 ms. On one core
+    (taskset) the hop is cheap and overlaps the round trip with other requests' work: threads
+    were 20-50% faster there. Searches, history, Bundles and operations stay in threads: one of
+    them can take seconds, which inline would stall every request of the worker for."""
+    if setting == "inline" or (setting == "auto" and sqlite):
+        return True, True
+    if setting == "thread":
+        return False, False
+    return False, cpus > 1
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: taskset, cpusets), else all of them."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
 def runtime(request: Request) -> Runtime:
