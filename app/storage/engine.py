@@ -48,7 +48,16 @@ def make_engine(settings: Settings) -> Engine:
         return _sqlite_engine(settings, url)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    engine = create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size)
+    # A server that does not answer fails a new connection in 10 s, not the OS's minutes: a
+    # one-resource interaction may wait for it on the event loop (Runtime.call_point). A
+    # connect_timeout in the URL's query wins.
+    connect = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+    engine = create_engine(
+        url,
+        connect_args=connect,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+    )
     _ping_when_stale(engine)
     return engine
 

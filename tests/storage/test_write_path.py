@@ -288,3 +288,19 @@ def test_a_delete_whose_commit_was_cut_off_is_answered_by_what_is_stored(
     assert service.read("Patient", kept.resource_id).version_id == 1
     with pytest.raises(GoneError):
         service.read("Patient", gone.resource_id)
+
+
+@pytest.mark.parametrize(("query", "expected"), [("", "10"), ("?connect_timeout=3", "3")])
+def test_a_new_connection_gives_up_on_a_silent_server(
+    settings: Settings, query: str, expected: str
+) -> None:
+    """One-resource interactions may wait for a connection on the event loop: libpq's
+    connect_timeout bounds that wait (10 s unless the URL says otherwise)."""
+    _postgres_only(settings)
+    engine = make_engine(Settings(DATABASE_URL=settings.database_url + query))
+    try:
+        with engine.connect() as conn:
+            info = conn.connection.dbapi_connection.info  # type: ignore[union-attr]
+            assert info.get_parameters()["connect_timeout"] == expected
+    finally:
+        engine.dispose()
