@@ -34,6 +34,7 @@ from app.fhir.audit import AuditWriter
 from app.fhir.service import ResourceService
 from app.search.ucum import canonical
 from app.security.setup import build_verifier
+from app.storage.checkpoint import WalCheckpointer, needs_checkpointer
 from app.storage.engine import is_sqlite, make_engine, wait_for_database
 from app.storage.health import Readiness, migration_heads
 from app.storage.migrate import upgrade
@@ -85,6 +86,7 @@ def create_app(
                 "require SMART on FHIR access tokens."
             )
         engine = make_engine(settings)
+        checkpointer: WalCheckpointer | None = None
         try:
             wait_for_database(engine, settings.db_wait_seconds)
             readiness = Readiness(engine, migration_heads())  # the head, read once
@@ -92,6 +94,8 @@ def create_app(
                 upgrade(engine)  # at head it writes nothing: a read-only database starts too
             canonical(1, "mg")  # builds the UCUM registry now, not in the first request
             inline, inline_points = call_policy(settings.db_calls, is_sqlite(engine), usable_cpus())
+            checkpointer = WalCheckpointer(engine).start() if needs_checkpointer(engine) else None
+            app.state.checkpointer = checkpointer
             store = SqlStore(engine, settings.search_timeout_ms)
             metrics.attach(store)  # its pool, resource counts and commits
             service = ResourceService(store)
@@ -113,6 +117,8 @@ def create_app(
                 if audit is not None:
                     audit.close()  # what is queued is written before the engine closes
         finally:
+            if checkpointer is not None:
+                checkpointer.stop()
             engine.dispose()
             if tracing is not None:
                 tracing.shutdown()  # exports what is queued
