@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     # Where blocking database calls run. "inline": on the event loop (fastest for SQLite, whose
     # calls take microseconds and which has one writer anyway); "thread": in the thread pool, so
     # a PostgreSQL round trip does not stall other requests. "auto": inline on SQLite; on
-    # PostgreSQL searches, history, Bundles and operations in threads, and the one-resource
-    # interactions inline unless the process is confined to one CPU (app/api/context.py).
+    # PostgreSQL reads by id inline unless the process is confined to one CPU, the rest in
+    # threads (app/api/context.py).
     db_calls: str = Field("auto", alias="FHIR_DB_CALLS", pattern="^(auto|inline|thread)$")
     # How long start-up waits for the database to answer before giving up.
     db_wait_seconds: float = Field(30.0, alias="FHIR_DB_WAIT_SECONDS", ge=0)

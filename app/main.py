@@ -93,7 +93,7 @@ def create_app(
             if settings.migrate_on_start:
                 upgrade(engine)  # at head it writes nothing: a read-only database starts too
             canonical(1, "mg")  # builds the UCUM registry now, not in the first request
-            inline, inline_points = call_policy(settings.db_calls, is_sqlite(engine), usable_cpus())
+            inline, inline_reads = call_policy(settings.db_calls, is_sqlite(engine), usable_cpus())
             checkpointer = WalCheckpointer(engine).start() if needs_checkpointer(engine) else None
             app.state.checkpointer = checkpointer
             store = SqlStore(engine, settings.search_timeout_ms)
@@ -101,7 +101,7 @@ def create_app(
             service = ResourceService(store)
             audit = AuditWriter(service) if settings.audit_enabled else None
             app.state.runtime = Runtime(
-                settings, service, inline, store, verifier, audit, readiness, inline_points
+                settings, service, inline, store, verifier, audit, readiness, inline_reads
             )
             if freeze_gc:
                 # Start-up leaves ~200k objects (the models' schemas and validators, the search

@@ -34,32 +34,34 @@ class Runtime:
     # /readyz: None when the database answers at the schema's head, else why not
     readiness: Callable[[], str | None] | None = None
 
-    # one-resource interactions (read, vread, create, update, patch, delete) run inline too
-    inline_points: bool = False
+    # reads by id (read, vread) run inline too
+    inline_reads: bool = False
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
 
-    async def call_point(self, fn: Callable[..., T], *args: Any) -> T:
-        """`call` for the work of a one-resource interaction: a few statements on one row."""
-        if self.inline or self.inline_points:
+    async def call_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """`call` for a read by id: one statement on one row, no locks, no COMMIT."""
+        if self.inline or self.inline_reads:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
 
 
 def call_policy(setting: str, sqlite: bool, cpus: int) -> tuple[bool, bool]:
-    """(every call inline, one-resource calls inline) for FHIR_DB_CALLS, the dialect and the
-    CPUs the process may run on.
+    """(every call inline, reads by id inline) for FHIR_DB_CALLS, the dialect and the CPUs the
+    process may run on.
 
     PostgreSQL, measured with bench/run.py (docs/architecture.md): a thread hop costs ~95 us of
     CPU per call, and when a worker's threads may run on two cores they hand the GIL to each
     other across cores, so the event loop thread and the database threads convoy: reads by id
-    with two workers ran 2.5x faster inline, their p99 2 ms instead of 6-350 ms. On one core
+    with two workers ran 2.4x faster inline, their p99 2-3 ms instead of 6-350 ms. On one core
     (taskset) the hop is cheap and overlaps the round trip with other requests' work: threads
-    were 20-50% faster there. Searches, history, Bundles and operations stay in threads: one of
-    them can take seconds, which inline would stall every request of the worker for."""
+    were ~20% faster there. Everything else stays in threads: a search, a Bundle or an
+    operation can take seconds, and a write caught in COMMIT by an outage waits for the
+    database to come back to learn its outcome (sql_store); inline, either would stall every
+    request of the worker."""
     if setting == "inline" or (setting == "auto" and sqlite):
         return True, True
     if setting == "thread":

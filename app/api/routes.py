@@ -350,7 +350,7 @@ async def vread(
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "r")
     service = rt.service.bounded(allowed)
-    record = await rt.call_point(service.vread, resource_type, resource_id, version_id)
+    record = await rt.call_read(service.vread, resource_type, resource_id, version_id)
     return resource_response(request, record)
 
 
@@ -383,9 +383,7 @@ async def create(request: Request, resource_type: Type) -> Response:
     stated = _provenance(request, allowed)
     data = parse_body(request, await read_body(request))
     service = rt.service.bounded(allowed)
-    # If-None-Exist makes it a search as well
-    call = rt.call if if_none_exist is not None else rt.call_point
-    result = await call(service.create, resource_type, data, if_none_exist, stated)
+    result = await rt.call(service.create, resource_type, data, if_none_exist, stated)
     return _written(request, result)
 
 
@@ -403,7 +401,7 @@ async def read(request: Request, resource_type: Type, resource_id: Id) -> Respon
     rt = runtime(request)
     allowed = access(request)
     allowed.require(require_resource_type(resource_type), "r")
-    record = await rt.call_point(rt.service.bounded(allowed).read, resource_type, resource_id)
+    record = await rt.call_read(rt.service.bounded(allowed).read, resource_type, resource_id)
     if negotiation.not_modified(request, record.version_id, record.last_updated):
         return Response(status_code=304, headers=version_headers(record))
     return resource_response(request, record)
@@ -434,7 +432,7 @@ async def update(request: Request, resource_type: Type, resource_id: Id) -> Resp
     only_if_absent = negotiation.if_none_match_any(request)
     stated = _provenance(request, allowed)
     data = parse_body(request, await read_body(request))
-    result = await rt.call_point(
+    result = await rt.call(
         partial(
             rt.service.bounded(allowed).update,
             only_if_absent=only_if_absent,
@@ -469,9 +467,7 @@ async def patch(request: Request, resource_type: Type, resource_id: Id) -> Respo
     stated = _provenance(request, allowed)
     operations = jsonio.loads(await read_body(request))
     service = rt.service.bounded(allowed)
-    result = await rt.call_point(
-        service.patch, resource_type, resource_id, operations, if_match, stated
-    )
+    result = await rt.call(service.patch, resource_type, resource_id, operations, if_match, stated)
     assert result.record is not None
     return resource_response(request, result.record, 200, prefer=negotiation.prefer_return(request))
 
@@ -489,7 +485,7 @@ async def delete(request: Request, resource_type: Type, resource_id: Id) -> Resp
     allowed.require(require_resource_type(resource_type), "d")
     if_match = negotiation.if_match(request)
     service = rt.service.bounded(allowed)
-    result = await rt.call_point(service.delete, resource_type, resource_id, if_match)
+    result = await rt.call(service.delete, resource_type, resource_id, if_match)
     prefer = negotiation.prefer_return(request)
     if prefer == "OperationOutcome":
         message = (

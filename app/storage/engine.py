@@ -49,7 +49,7 @@ def make_engine(settings: Settings) -> Engine:
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     # A server that does not answer fails a new connection in 10 s, not the OS's minutes: a
-    # one-resource interaction may wait for it on the event loop (Runtime.call_point). A
+    # read by id may wait for it on the event loop (Runtime.call_read). A
     # connect_timeout in the URL's query wins.
     connect = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
     engine = create_engine(
