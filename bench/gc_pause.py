@@ -31,25 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.asgi_read import call, start  # noqa: E402
-from bench.templates import changed, load  # noqa: E402
-
-ORDER = [
-    "Patient",
-    "Organization",
-    "Practitioner",
-    "Medication",
-    "Encounter",
-    "Condition",
-    "Observation",
-    "MedicationRequest",
-    "MedicationAdministration",
-]
+from bench.templates import CRUD_TYPES, PLACEHOLDER, changed, load  # noqa: E402
 
 
 def _filled(template: dict[str, Any], ids: dict[str, str]) -> bytes:
     text = orjson.dumps(template).decode()
     for kind, rid in ids.items():
-        text = text.replace(f"__REF_{kind}__", rid)
+        text = text.replace(PLACEHOLDER.format(kind), rid)
     return text.encode()
 
 
@@ -73,19 +61,19 @@ async def _cycles(freeze: bool, cycles: int) -> dict[str, Any]:
     try:
         for number in range(cycles):
             ids: dict[str, str] = {}
-            for kind in ORDER:
+            for kind in CRUD_TYPES:
                 status, body = await call(
                     app, "POST", f"/fhir/{kind}", _filled(templates[kind], ids)
                 )
                 assert status == 201, body[:300]
                 ids[kind] = orjson.loads(body)["id"]
-            for kind in ORDER:
+            for kind in CRUD_TYPES:
                 await call(app, "GET", f"/fhir/{kind}/{ids[kind]}")
                 update = changed({**templates[kind], "id": ids[kind]}, number)
                 await call(app, "PUT", f"/fhir/{kind}/{ids[kind]}", _filled(update, ids))
-            for kind in reversed(ORDER):
+            for kind in reversed(CRUD_TYPES):
                 await call(app, "DELETE", f"/fhir/{kind}/{ids[kind]}")
-            requests += 4 * len(ORDER)
+            requests += 4 * len(CRUD_TYPES)
     finally:
         gc.callbacks.remove(timer)
         lifespan.cancel()
