@@ -165,7 +165,7 @@ def create_app(
     app.include_router(export_router, dependencies=protected)
     app.include_router(operation_router, dependencies=protected)
     docs.install(app)  # /docs, /redoc, / and their assets: no token, outside /fhir
-    direct_routes.install(app, router.routes, guard)
+    direct_routes.install(app, router.routes, protected)  # as `router` is included
     return app
 
 

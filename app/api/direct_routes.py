@@ -6,9 +6,9 @@ dependencies per request: about half of a read's time in-process (bench/asgi_rea
 interactions need none of it: their endpoints take the request and path segments (strings,
 checked by the endpoint itself) and their one dependency is the router's guard (query size,
 access token). So each of them is mounted a second time, first in the app, as a route that
-calls the guard and then the same endpoint. The APIRoute stays as it was, for /openapi.json,
-and is what `scope["route"]` names, so the request log, metrics and tracing see the same
-route template.
+calls the router's dependencies (which must be such guards) and then the same endpoint. The
+APIRoute stays as it was, for /openapi.json, and is what `scope["route"]` names, so the request
+log, metrics and tracing see the same route template.
 
 A direct route takes a path only when its resource type is one of R4B's and no route outside
 the interactions names that type literally in a path of the same shape
@@ -18,7 +18,7 @@ the interactions names that type literally in a path of the same shape
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -43,13 +43,13 @@ def _is_param(segment: str) -> bool:
 
 
 class DirectRoute(BaseRoute):
-    def __init__(self, route: APIRoute, guard: Guard, types: frozenset[str]) -> None:
+    def __init__(self, route: APIRoute, guards: list[Guard], types: frozenset[str]) -> None:
         self.route = route
         self.path = route.path
         self.methods = frozenset(route.methods or ())
         self.regex, self.path_format, self.param_convertors = compile_path(route.path)
         self.types = types
-        self.guard = guard
+        self.guards = guards
         self.endpoint: Callable[..., Awaitable[Response]] = route.endpoint
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -65,7 +65,8 @@ class DirectRoute(BaseRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        await self.guard(request)
+        for guard in self.guards:
+            await guard(request)
         response = await self.endpoint(request, **scope["path_params"])
         await response(scope, receive, send)
 
@@ -123,9 +124,27 @@ def _paths(routes: Iterable[Any]) -> Iterable[str]:
             yield route.path
 
 
-def install(app: FastAPI, interactions: Iterable[BaseRoute], guard: Guard) -> None:
-    """Mount the direct form of each of `interactions` (the APIRoutes of the included
-    interactions router) ahead of every route of `app`."""
+def _guards(dependencies: Sequence[Any]) -> list[Guard]:
+    """The router's dependencies as plain calls: each must be an async function of the
+    request alone (FastAPI would solve anything else per request, which is what this skips)."""
+    guards = []
+    for depends in dependencies:
+        call = depends.dependency
+        parameters = list(inspect.signature(call).parameters.values())
+        if not (
+            inspect.iscoroutinefunction(call)
+            and len(parameters) == 1
+            and parameters[0].annotation in (Request, "Request")
+        ):
+            raise TypeError(f"{call!r}: a direct route's dependency takes the request alone")
+        guards.append(call)
+    return guards
+
+
+def install(app: FastAPI, interactions: Iterable[BaseRoute], dependencies: Sequence[Any]) -> None:
+    """Mount the direct form of each of `interactions` (the APIRoutes of the interactions
+    router) ahead of every route of `app`; `dependencies`: those it was included with."""
+    guards = _guards(dependencies)
     routes = [r for r in interactions if isinstance(r, APIRoute)]
     own = {r.path for r in routes}
     others = [path for path in _paths(app.router.routes) if path not in own]
@@ -133,5 +152,5 @@ def install(app: FastAPI, interactions: Iterable[BaseRoute], guard: Guard) -> No
     for route in routes:
         if _direct(route):
             types = frozenset(RESOURCE_TYPES) - _literal_types(route.path, others)
-            direct.append(DirectRoute(route, guard, types))
+            direct.append(DirectRoute(route, guards, types))
     app.router.routes[0:0] = direct

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastapi
 import fastapi.routing
 import httpx
 import pytest
+from starlette.requests import Request
 
-from app.api.direct_routes import DirectRoute, _could_both_match
+from app.api.direct_routes import DirectRoute, _could_both_match, _guards
 from app.config import Settings
 from app.fhir.models import RESOURCE_TYPES
 from app.main import create_app
@@ -126,3 +128,18 @@ def test_a_direct_route_leaves_unknown_types_and_literal_routes_to_fastapi(
 )
 def test_which_paths_two_routes_could_share(ours: str, other: str, both: bool) -> None:
     assert _could_both_match(ours.strip("/").split("/"), other.strip("/").split("/")) is both
+
+
+def test_a_dependency_fastapi_would_have_to_solve_is_refused() -> None:
+    """A router dependency with parameters of its own (a query value, a sub-dependency) would
+    be skipped by a direct route: installing one is an error, not a silent bypass."""
+
+    async def needs_a_query_value(request: Request, limit: int = 10) -> None:
+        return None
+
+    async def fine(request: Request) -> None:
+        return None
+
+    assert _guards([fastapi.Depends(fine)]) == [fine]
+    with pytest.raises(TypeError, match="takes the request alone"):
+        _guards([fastapi.Depends(fine), fastapi.Depends(needs_a_query_value)])
