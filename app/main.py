@@ -106,7 +106,7 @@ def create_app(
             if freeze_gc:
                 # Start-up leaves ~200k objects (the models' schemas and validators, the search
                 # registry) that live as long as the process; a full collection scanned them all,
-                # ~115 ms with the event loop stopped, and more as models load. Frozen, the
+                # ~107 ms with the event loop stopped, and more as models load. Frozen, the
                 # collector never scans them again (bench/gc_pause.py).
                 gc.collect()
                 gc.freeze()

@@ -37,7 +37,9 @@ from bench.harness import PG_SERVER  # noqa: E402
 from bench.templates import FIXTURES  # noqa: E402
 
 
-def _timed(rounds: int, calls: int, cases: dict[str, Callable[[], Any]]) -> dict[str, tuple]:
+def _timed(
+    rounds: int, calls: int, cases: dict[str, Callable[[], Any]]
+) -> dict[str, tuple[float, float]]:
     found: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, run in cases.items():

@@ -133,6 +133,14 @@ def settings(database_url: str, admin_engines: dict[str, Engine]) -> Settings:
 
 
 @pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """An engine of the test's (emptied) database, as the server makes it."""
+    engine = make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def client(settings: Settings) -> Iterator[httpx.Client]:
     with asgi_client(create_app(settings)) as test_client:
         yield test_client

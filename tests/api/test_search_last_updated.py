@@ -8,24 +8,14 @@ so `date` answers the same questions from the index tables."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import Engine, update
 
-from app.config import Settings
-from app.storage.engine import make_engine
 from app.storage.tables import resource_table as r
 from tests.helpers import JSON_HEADERS, assert_outcome, pain_observation, patient
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
 
 
 def _iso(when: datetime) -> str:

@@ -7,16 +7,13 @@ sharing the first 255 (or 1,024) characters is not found."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from app.config import Settings
 from app.storage.consistency import Issue, check
-from app.storage.engine import make_engine
 from app.storage.reindex import reindex
 from app.storage.tables import token_table, uri_table
 from tests.helpers import JSON_HEADERS, pain_observation, patient
@@ -34,13 +31,6 @@ URI_TWIN = URI[:1050] + "q" * 94  # the same first 1,050 characters
 _rng = random.Random(7)
 WIDE = "http://example.org/" + "".join(chr(0x20000 + _rng.randrange(0xA000)) for _ in range(700))
 URL = "http://other.example/fhir/Patient/" + "r" * 1100
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
 
 
 def create(client: httpx.Client, resource: dict[str, Any]) -> dict[str, Any]:

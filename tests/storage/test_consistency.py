@@ -3,7 +3,7 @@ corruption that SQL can inject is reported naming the resource (exit status 1)."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,19 +15,11 @@ from app.case.load import load_case
 from app.config import Settings, get_settings
 from app.fhir.service import ResourceService
 from app.storage.consistency import CheckTotals, Issue, check
-from app.storage.engine import make_engine
 from app.storage.sql_store import SqlStore
 from app.storage.tables import date_span_table, reference_table, string_table, token_table
 from app.storage.tables import resource_table as r
 from app.storage.tables import version_table as v
 from tests.helpers import JSON_HEADERS, pain_observation, patient
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
 
 
 def issues_of(engine: Engine, batch_size: int = 500) -> tuple[list[Issue], CheckTotals]:

@@ -8,7 +8,6 @@ looked up."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,6 @@ from app.storage.tables import INDEX_TABLES
 from tests.conftest import PG_SERVER_URL
 from tests.faults.test_commit_outcome import _dying_at_commit
 from tests.helpers import pain_observation, patient
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
 
 
 def _postgres_only(settings: Settings) -> None:
